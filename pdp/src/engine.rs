@@ -1,0 +1,380 @@
+//! The decision itself.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use cedar_policy::{
+    AuthorizationError, Authorizer, Context, Entities, Entity, EntityUid, Request, Response,
+};
+use gatehouse_core::TenantId;
+use serde_json::{Map, Value, json};
+
+use crate::bundle::Bundle;
+use crate::current::CurrentBundle;
+use crate::decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
+use crate::request::AccessRequest;
+use crate::store::{EntityStore, entity_attr, tenant_attr};
+
+/// The decision point: the current bundle and Cedar's authorizer.
+#[derive(Debug)]
+pub struct Pdp {
+    bundle: Arc<CurrentBundle>,
+    authorizer: Authorizer,
+}
+
+impl Pdp {
+    /// A decision point serving whatever `bundle` holds at the time of each decision.
+    pub fn new(bundle: Arc<CurrentBundle>) -> Self {
+        Self {
+            bundle,
+            authorizer: Authorizer::new(),
+        }
+    }
+
+    /// The current bundle (to reload it, or to read its id).
+    pub fn bundle(&self) -> &Arc<CurrentBundle> {
+        &self.bundle
+    }
+
+    /// Decides `request` with the principal, the resource, the tenant and (for an agent)
+    /// the user it acts for loaded from `store`, with their ancestors.
+    ///
+    /// Never fails: a store error, an unknown principal or resource, a tenant mismatch or
+    /// a policy evaluation error is a [`Effect::Deny`] carrying the error.
+    pub async fn decide<S: EntityStore>(&self, store: &S, request: &AccessRequest) -> Decision {
+        let started = Instant::now();
+        let bundle = self.bundle.snapshot();
+        let uids = [
+            request.principal.clone(),
+            request.resource.clone(),
+            tenant_uid(&request.tenant),
+        ];
+        let mut entities = match store.load(&request.tenant, &uids).await {
+            Ok(found) => found,
+            Err(e) => return refused(&bundle, started, unavailable(e)),
+        };
+        if let Some(user) = delegating_user(&entities, &request.principal)
+            && !entities.iter().any(|e| e.uid() == user)
+        {
+            match store.load(&request.tenant, &[user]).await {
+                Ok(more) => extend_unique(&mut entities, more),
+                Err(e) => return refused(&bundle, started, unavailable(e)),
+            }
+        }
+        self.evaluate(&bundle, request, entities, started)
+    }
+
+    /// Decides `request` with the given entities, which must hold the principal, the
+    /// resource and everything the policies read (used by the policy test runner, whose
+    /// fixtures hold whole tenants). Action entities among them are ignored: actions
+    /// come from the bundle's schema.
+    pub fn decide_with_entities(&self, request: &AccessRequest, entities: Vec<Entity>) -> Decision {
+        let started = Instant::now();
+        let bundle = self.bundle.snapshot();
+        self.evaluate(&bundle, request, entities, started)
+    }
+
+    fn evaluate(
+        &self,
+        bundle: &Bundle,
+        request: &AccessRequest,
+        mut entities: Vec<Entity>,
+        started: Instant,
+    ) -> Decision {
+        let user = match check_principals(request, &entities) {
+            Ok(user) => user,
+            Err(e) => return refused(bundle, started, e),
+        };
+        if !entities.iter().any(|e| e.uid() == request.resource) {
+            let uid = request.resource.to_string();
+            return refused(bundle, started, DecisionError::UnknownResource { uid });
+        }
+        let Some(action) = bundle.action_entity(&request.action) else {
+            let message = format!("unknown action {}", request.action);
+            return refused(bundle, started, DecisionError::InvalidRequest { message });
+        };
+        entities.retain(|e| e.uid().type_name().basename() != "Action");
+        entities.push(action.clone());
+        let entities = match Entities::from_entities(entities, None) {
+            Ok(entities) => entities,
+            Err(e) => {
+                let message = e.to_string();
+                return refused(bundle, started, DecisionError::InvalidEntities { message });
+            }
+        };
+        let delegation = user.as_ref().map(|u| (&request.principal, u));
+        let context = match build_context(bundle, request, delegation) {
+            Ok(context) => context,
+            Err(e) => return refused(bundle, started, e),
+        };
+        let decide =
+            |principal: &EntityUid| self.leg(bundle, principal, request, &context, &entities);
+        match user {
+            None => {
+                let leg = decide(&request.principal);
+                finish(
+                    bundle,
+                    started,
+                    leg.effect,
+                    leg.determining_policies,
+                    leg.errors,
+                    None,
+                )
+            }
+            Some(user) => {
+                let agent = decide(&request.principal);
+                let user = decide(&user);
+                combine(bundle, started, agent, user)
+            }
+        }
+    }
+
+    /// One Cedar evaluation, failing closed on any error.
+    fn leg(
+        &self,
+        bundle: &Bundle,
+        principal: &EntityUid,
+        request: &AccessRequest,
+        context: &Context,
+        entities: &Entities,
+    ) -> LegDecision {
+        let cedar_request = Request::new(
+            principal.clone(),
+            request.action.clone(),
+            request.resource.clone(),
+            context.clone(),
+            Some(bundle.schema()),
+        );
+        let (effect, determining_policies, errors) = match cedar_request {
+            Ok(r) => judge(
+                &self
+                    .authorizer
+                    .is_authorized(&r, bundle.policies(), entities),
+            ),
+            Err(e) => {
+                let message = e.to_string();
+                (
+                    Effect::Deny,
+                    Vec::new(),
+                    vec![DecisionError::InvalidRequest { message }],
+                )
+            }
+        };
+        LegDecision {
+            principal: principal.to_string(),
+            effect,
+            determining_policies,
+            errors,
+        }
+    }
+}
+
+/// Cedar's response, made fail-closed: any evaluation error turns an allow into a deny.
+fn judge(response: &Response) -> (Effect, Vec<String>, Vec<DecisionError>) {
+    let errors: Vec<DecisionError> = response
+        .diagnostics()
+        .errors()
+        .map(|e| match e {
+            AuthorizationError::PolicyEvaluationError(e) => DecisionError::PolicyEvaluation {
+                policy: e.policy_id().to_string(),
+                message: e.inner().to_string(),
+            },
+        })
+        .collect();
+    let allowed = response.decision() == cedar_policy::Decision::Allow && errors.is_empty();
+    let effect = if allowed { Effect::Allow } else { Effect::Deny };
+    let mut determining: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    if !allowed && response.decision() == cedar_policy::Decision::Allow {
+        // The permits did not decide: the errors did.
+        determining.clear();
+    }
+    determining.sort();
+    (effect, determining, errors)
+}
+
+/// The principal must exist and belong to the request's tenant; an agent must act for a
+/// user who does too. Returns that user for an agent.
+fn check_principals(
+    request: &AccessRequest,
+    entities: &[Entity],
+) -> Result<Option<EntityUid>, DecisionError> {
+    let tenant = tenant_uid(&request.tenant);
+    let principal =
+        find(entities, &request.principal).ok_or_else(|| DecisionError::UnknownPrincipal {
+            uid: request.principal.to_string(),
+        })?;
+    let in_tenant = |entity: &Entity| tenant_attr(entity).as_ref() == Some(&tenant);
+    let mismatch = |uid: &EntityUid| DecisionError::TenantMismatch {
+        uid: uid.to_string(),
+        tenant: request.tenant.to_string(),
+    };
+    if !in_tenant(principal) {
+        return Err(mismatch(&request.principal));
+    }
+    if !is_agent(&request.principal) {
+        return Ok(None);
+    }
+    let no_user = || DecisionError::NoDelegatingUser {
+        uid: request.principal.to_string(),
+    };
+    let user_uid = entity_attr(principal, "acts_for").ok_or_else(no_user)?;
+    let user = find(entities, &user_uid).ok_or_else(no_user)?;
+    if !in_tenant(user) {
+        return Err(mismatch(&user_uid));
+    }
+    Ok(Some(user_uid))
+}
+
+fn build_context(
+    bundle: &Bundle,
+    request: &AccessRequest,
+    delegation: Option<(&EntityUid, &EntityUid)>,
+) -> Result<Context, DecisionError> {
+    let mut context: Map<String, Value> = request.context.clone();
+    context.entry("mfa").or_insert(Value::Bool(false));
+    if !context.contains_key("now") {
+        context.insert("now".into(), datetime_json(SystemTime::now()));
+    }
+    context.remove("delegation");
+    if let Some((agent, user)) = delegation {
+        let delegation = json!({ "agent": entity_json(agent), "user": entity_json(user) });
+        context.insert("delegation".into(), delegation);
+    }
+    Context::from_json_value(
+        Value::Object(context),
+        Some((bundle.schema(), &request.action)),
+    )
+    .map_err(|e| DecisionError::InvalidRequest {
+        message: format!("context: {e}"),
+    })
+}
+
+fn combine(bundle: &Bundle, started: Instant, agent: LegDecision, user: LegDecision) -> Decision {
+    let allowed = agent.effect == Effect::Allow && user.effect == Effect::Allow;
+    let legs = [&agent, &user];
+    let deciding = legs
+        .iter()
+        .filter(|leg| allowed || leg.effect == Effect::Deny);
+    let mut determining: Vec<String> = deciding
+        .flat_map(|leg| leg.determining_policies.clone())
+        .collect();
+    determining.sort();
+    determining.dedup();
+    let errors = legs.iter().flat_map(|leg| leg.errors.clone()).collect();
+    let effect = if allowed { Effect::Allow } else { Effect::Deny };
+    let delegation = Some(DelegatedDecision { agent, user });
+    finish(bundle, started, effect, determining, errors, delegation)
+}
+
+fn finish(
+    bundle: &Bundle,
+    started: Instant,
+    effect: Effect,
+    determining_policies: Vec<String>,
+    errors: Vec<DecisionError>,
+    delegation: Option<DelegatedDecision>,
+) -> Decision {
+    Decision {
+        effect,
+        determining_policies,
+        errors,
+        bundle: bundle.id().clone(),
+        decided_at: SystemTime::now(),
+        elapsed: started.elapsed(),
+        delegation,
+    }
+}
+
+fn refused(bundle: &Bundle, started: Instant, error: DecisionError) -> Decision {
+    finish(bundle, started, Effect::Deny, Vec::new(), vec![error], None)
+}
+
+fn unavailable(e: crate::store::StoreError) -> DecisionError {
+    DecisionError::StoreUnavailable {
+        message: e.to_string(),
+    }
+}
+
+fn find<'a>(entities: &'a [Entity], uid: &EntityUid) -> Option<&'a Entity> {
+    entities.iter().find(|e| e.uid() == *uid)
+}
+
+fn is_agent(uid: &EntityUid) -> bool {
+    uid.type_name().basename() == "Agent"
+}
+
+fn delegating_user(entities: &[Entity], principal: &EntityUid) -> Option<EntityUid> {
+    if !is_agent(principal) {
+        return None;
+    }
+    find(entities, principal).and_then(|agent| entity_attr(agent, "acts_for"))
+}
+
+fn extend_unique(entities: &mut Vec<Entity>, more: Vec<Entity>) {
+    for entity in more {
+        if !entities.iter().any(|e| e.uid() == entity.uid()) {
+            entities.push(entity);
+        }
+    }
+}
+
+/// The `Tenant` entity of a tenant id.
+pub(crate) fn tenant_uid(tenant: &TenantId) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        "Tenant".parse().expect("`Tenant` is a valid type name"),
+        tenant
+            .as_str()
+            .parse()
+            .expect("entity ids accept any string"),
+    )
+}
+
+fn entity_json(uid: &EntityUid) -> Value {
+    json!({ "__entity": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() } })
+}
+
+/// A Cedar `datetime` value in JSON, e.g. `2026-11-23T17:40:00.123Z`.
+fn datetime_json(t: SystemTime) -> Value {
+    json!({ "__extn": { "fn": "datetime", "arg": rfc3339_utc(t) } })
+}
+
+/// Formats a time as RFC 3339 in UTC with milliseconds (Howard Hinnant's civil calendar).
+fn rfc3339_utc(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_utc_times() {
+        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(at(951_782_400)), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(at(1_795_453_199)), "2026-11-23T16:59:59.000Z");
+    }
+}

@@ -1,0 +1,36 @@
+//! Gatehouse's policy decision point (PDP), as a library.
+//!
+//! The pieces, in the order a request meets them:
+//!
+//! - [`Bundle`]: the policies, the schema and the template links, loaded from a directory
+//!   with a manifest (`bundle.toml`), strictly validated, and identified by a version and
+//!   a content hash. An invalid bundle is refused with [`BundleError`], whose problems name
+//!   the file, the line and the policy.
+//! - [`CurrentBundle`]: the bundle that decides right now, swapped atomically on reload;
+//!   a refused bundle leaves the previous one serving.
+//! - [`AccessRequest`]: who (a user, an agent, a share link) wants to do what to which
+//!   resource, in which tenant and context.
+//! - [`EntityStore`]: where the principal, the resource and their ancestors come from;
+//!   [`MemoryStore`] keeps them in memory.
+//! - [`Pdp`]: decides. A request by an agent is decided twice, for the agent and for the
+//!   user it acts for, and allowed only if both are. Anything missing or broken (an unknown
+//!   principal, a policy that errors, an unreachable store) is a deny, never an allow.
+//! - [`Decision`]: the answer, with the determining policies, the errors, the bundle that
+//!   decided and how long it took.
+
+mod bundle;
+mod current;
+mod decision;
+mod engine;
+mod request;
+mod store;
+
+pub use bundle::{Bundle, BundleError, BundleId, Manifest, PolicySource, Problem};
+pub use current::CurrentBundle;
+pub use decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
+pub use engine::Pdp;
+pub use request::{AccessRequest, RequestError};
+pub use store::{EntityStore, MemoryStore, StoreError};
+
+/// The Cedar types that appear in this crate's API.
+pub use cedar_policy::{Entity, EntityUid};
