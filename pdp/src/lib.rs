@@ -30,7 +30,7 @@ pub use current::CurrentBundle;
 pub use decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
 pub use engine::Pdp;
 pub use request::{AccessRequest, RequestError};
-pub use store::{EntityStore, MemoryStore, StoreError};
+pub use store::{EntityStore, MemoryStore, StoreError, tenant_of};
 
 /// The Cedar types that appear in this crate's API.
 pub use cedar_policy::{Entity, EntityUid};

@@ -75,7 +75,7 @@ impl MemoryStore {
                 entity: entity.clone(),
                 ancestors,
             };
-            match owning_tenant(entity) {
+            match tenant_of(entity) {
                 Some(tenant) => store.tenants.entry(tenant).or_default().insert(uid, stored),
                 None => store.global.insert(uid, stored),
             };
@@ -123,7 +123,7 @@ impl EntityStore for MemoryStore {
 }
 
 /// The tenant an entity belongs to: its `tenant` attribute, or itself for a `Tenant`.
-pub(crate) fn owning_tenant(entity: &Entity) -> Option<TenantId> {
+pub fn tenant_of(entity: &Entity) -> Option<TenantId> {
     let uid = entity.uid();
     if uid.type_name().basename() == "Tenant" {
         return TenantId::parse(uid.id().unescaped()).ok();
