@@ -134,7 +134,11 @@ impl Dataset {
     ///
     /// # Errors
     /// Any I/O error.
-    pub fn write_bundle(&self, policies: &Path, into: &Path) -> std::io::Result<std::path::PathBuf> {
+    pub fn write_bundle(
+        &self,
+        policies: &Path,
+        into: &Path,
+    ) -> std::io::Result<std::path::PathBuf> {
         let bundle = into.join("policies");
         std::fs::create_dir_all(&bundle)?;
         std::fs::create_dir_all(into.join("schemas"))?;
@@ -190,7 +194,8 @@ fn tenant() -> Value {
 
 impl Generator {
     fn push(&mut self, kind: &str, id: &str, attrs: Value, parents: Vec<Value>) {
-        self.entities.push(json!({ "uid": uid(kind, id), "attrs": attrs, "parents": parents }));
+        self.entities
+            .push(json!({ "uid": uid(kind, id), "attrs": attrs, "parents": parents }));
     }
 
     fn global(&mut self) {
@@ -201,13 +206,19 @@ impl Generator {
         for capability in ["view", "edit", "manage"] {
             self.push("Capability", capability, json!({}), vec![]);
         }
-        let attrs = json!({ "name": "Bench", "plan": "enterprise", "region": "eu", "suspended": false });
+        let attrs =
+            json!({ "name": "Bench", "plan": "enterprise", "region": "eu", "suspended": false });
         self.push("Tenant", TENANT, attrs, vec![]);
     }
 
     fn group(&mut self, id: &str, roles: &[&str]) {
         let parents = roles.iter().map(|r| uid("Role", r)).collect();
-        self.push("Group", id, json!({ "tenant": tenant(), "name": id }), parents);
+        self.push(
+            "Group",
+            id,
+            json!({ "tenant": tenant(), "name": id }),
+            parents,
+        );
     }
 
     /// Folders as a forest of at most `max_depth` levels; returns ids and the depth reached.
@@ -230,7 +241,8 @@ impl Generator {
             let owner = format!("u{}", rng.random_range(0..shape.users));
             let attrs = json!({ "tenant": tenant(), "name": id, "owner": entity_ref("User", &owner), "legal_hold": false });
             self.folder_attrs.push(attrs);
-            self.folder_parents.push(parent.map(|p| format!("F:f{p}")).into_iter().collect());
+            self.folder_parents
+                .push(parent.map(|p| format!("F:f{p}")).into_iter().collect());
             ids.push(id);
         }
         let reached = depth_of.iter().copied().max().unwrap_or(0);
@@ -239,7 +251,9 @@ impl Generator {
 
     fn users(&mut self, rng: &mut SmallRng, shape: Shape, groups: &[String], _folders: &[String]) {
         for i in 0..shape.users {
-            let mut mine: Vec<usize> = (0..rng.random_range(1..=3)).map(|_| rng.random_range(0..groups.len())).collect();
+            let mut mine: Vec<usize> = (0..rng.random_range(1..=3))
+                .map(|_| rng.random_range(0..groups.len()))
+                .collect();
             mine.sort_unstable();
             mine.dedup();
             let id = format!("u{i}");
@@ -301,12 +315,22 @@ impl Generator {
         let folders = std::mem::take(&mut self.folder_attrs);
         let parents = std::mem::take(&mut self.folder_parents);
         for (i, (attrs, parents)) in folders.into_iter().zip(parents).enumerate() {
-            self.push("Folder", &format!("f{i}"), attrs, parents.iter().map(|p| parent_uid(p)).collect());
+            self.push(
+                "Folder",
+                &format!("f{i}"),
+                attrs,
+                parents.iter().map(|p| parent_uid(p)).collect(),
+            );
         }
         let documents = std::mem::take(&mut self.document_attrs);
         let parents = std::mem::take(&mut self.document_parents);
         for (i, (attrs, parents)) in documents.into_iter().zip(parents).enumerate() {
-            self.push("Document", &format!("d{i}"), attrs, parents.iter().map(|p| parent_uid(p)).collect());
+            self.push(
+                "Document",
+                &format!("d{i}"),
+                attrs,
+                parents.iter().map(|p| parent_uid(p)).collect(),
+            );
         }
     }
 
@@ -341,11 +365,19 @@ fn grantee_key(grantee: &str) -> String {
 }
 
 /// Each group gets viewer or editor grants on a handful of folders.
-fn folder_grants(rng: &mut SmallRng, groups: &[String], folders: &[String]) -> Vec<(usize, String, &'static str)> {
+fn folder_grants(
+    rng: &mut SmallRng,
+    groups: &[String],
+    folders: &[String],
+) -> Vec<(usize, String, &'static str)> {
     let mut grants = Vec::new();
     for group in groups {
         for _ in 0..5 {
-            let role = if rng.random_bool(0.3) { "editor" } else { "viewer" };
+            let role = if rng.random_bool(0.3) {
+                "editor"
+            } else {
+                "viewer"
+            };
             grants.push((rng.random_range(0..folders.len()), group.clone(), role));
         }
     }
@@ -363,7 +395,11 @@ fn shares(rng: &mut SmallRng, shape: Shape, groups: &[String]) -> Vec<Share> {
             Share {
                 grantee,
                 document: format!("Document::\"d{}\"", rng.random_range(0..shape.documents)),
-                role: if rng.random_bool(0.25) { "editor" } else { "viewer" },
+                role: if rng.random_bool(0.25) {
+                    "editor"
+                } else {
+                    "viewer"
+                },
             }
         })
         .collect()

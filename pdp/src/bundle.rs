@@ -13,7 +13,7 @@
 //! an `@id("...")` annotation (its id in decisions and audit records) and a one-line
 //! `@purpose("...")`. The whole set is validated strictly against the schema.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -25,6 +25,8 @@ use cedar_policy::{
 use miette::Diagnostic;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use crate::slices::{Shape, Slices};
 
 /// The name of the manifest file in a bundle directory.
 pub const MANIFEST_FILE: &str = "bundle.toml";
@@ -132,6 +134,8 @@ pub struct Bundle {
     policies: PolicySet,
     sources: BTreeMap<String, PolicySource>,
     actions: HashMap<EntityUid, Entity>,
+    action_ancestors: HashMap<EntityUid, HashSet<EntityUid>>,
+    slices: Slices,
     warnings: Vec<Problem>,
 }
 
@@ -193,6 +197,17 @@ impl Bundle {
     pub fn action_entity(&self, action: &EntityUid) -> Option<&Entity> {
         self.actions.get(action)
     }
+
+    /// The action groups an action is in (transitively), if the schema declares it.
+    pub fn action_groups(&self, action: &EntityUid) -> Option<&HashSet<EntityUid>> {
+        self.action_ancestors.get(action)
+    }
+
+    /// The policies that can apply to requests of this shape (see `slices.rs`); `None`
+    /// when the schema does not allow this action between these types.
+    pub(crate) fn policies_for(&self, shape: &Shape) -> Option<&PolicySet> {
+        self.slices.get(shape)
+    }
 }
 
 /// A link as written in the links file.
@@ -241,13 +256,29 @@ impl Loader {
         }
         let schema = schema?;
         let warnings = self.validate(&schema, &policies, &sources);
-        let actions = match schema.action_entities() {
-            Ok(entities) => entities.into_iter().map(|e| (e.uid(), e)).collect(),
+        if !self.problems.is_empty() {
+            return None;
+        }
+        let action_entities = match schema.action_entities() {
+            Ok(entities) => entities,
             Err(e) => {
                 self.problem(&manifest.schema, None, None, e.to_string());
                 return None;
             }
         };
+        let action_ancestors: HashMap<EntityUid, HashSet<EntityUid>> = action_entities
+            .iter()
+            .map(|e| {
+                let uid = e.uid();
+                let groups = action_entities
+                    .ancestors(&uid)
+                    .map(|a| a.cloned().collect())
+                    .unwrap_or_default();
+                (uid, groups)
+            })
+            .collect();
+        let actions = action_entities.into_iter().map(|e| (e.uid(), e)).collect();
+        let slices = Slices::build(&schema, &policies, &action_ancestors);
         let hash = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize());
         Some(Bundle {
             id: BundleId {
@@ -260,6 +291,8 @@ impl Loader {
             policies,
             sources,
             actions,
+            action_ancestors,
+            slices,
             warnings,
         })
     }

@@ -1,10 +1,12 @@
 //! The decision itself.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Instant, SystemTime};
 
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Entities, Entity, EntityUid, Request, Response,
+    AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Request, Response,
 };
 use gatehouse_core::TenantId;
 use serde_json::{Map, Value, json};
@@ -13,6 +15,7 @@ use crate::bundle::Bundle;
 use crate::current::CurrentBundle;
 use crate::decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
 use crate::request::AccessRequest;
+use crate::slices::Shape;
 use crate::store::{EntityStore, entity_attr, tenant_attr};
 
 /// The decision point: the current bundle and Cedar's authorizer.
@@ -20,6 +23,7 @@ use crate::store::{EntityStore, entity_attr, tenant_attr};
 pub struct Pdp {
     bundle: Arc<CurrentBundle>,
     authorizer: Authorizer,
+    contexts: ContextCache,
 }
 
 impl Pdp {
@@ -28,6 +32,7 @@ impl Pdp {
         Self {
             bundle,
             authorizer: Authorizer::new(),
+            contexts: ContextCache::default(),
         }
     }
 
@@ -36,15 +41,15 @@ impl Pdp {
         &self.bundle
     }
 
-    /// Decides `request` with the principal, the resource, the tenant and (for an agent)
-    /// the user it acts for loaded from `store`, with their ancestors.
+    /// Decides `request` with the entities `store` has for the principal, the resource,
+    /// the tenant and (for an agent) the user it acts for.
     ///
     /// Never fails: a store error, an unknown principal or resource, a tenant mismatch or
     /// a policy evaluation error is a [`Effect::Deny`] carrying the error.
     pub async fn decide<S: EntityStore>(&self, store: &S, request: &AccessRequest) -> Decision {
         let started = Instant::now();
         let bundle = self.bundle.snapshot();
-        let uids = [
+        let mut uids = vec![
             request.principal.clone(),
             request.resource.clone(),
             tenant_uid(&request.tenant),
@@ -54,61 +59,62 @@ impl Pdp {
             Err(e) => return refused(&bundle, started, unavailable(e)),
         };
         if let Some(user) = delegating_user(&entities, &request.principal)
-            && !entities.iter().any(|e| e.uid() == user)
+            && entities.get(&user).is_none()
         {
-            match store.load(&request.tenant, &[user]).await {
-                Ok(more) => extend_unique(&mut entities, more),
+            uids.push(user);
+            entities = match store.load(&request.tenant, &uids).await {
+                Ok(found) => found,
                 Err(e) => return refused(&bundle, started, unavailable(e)),
-            }
+            };
         }
-        self.evaluate(&bundle, request, entities, started)
+        self.evaluate(&bundle, request, &entities, started)
     }
 
     /// Decides `request` with the given entities, which must hold the principal, the
     /// resource and everything the policies read (used by the policy test runner, whose
-    /// fixtures hold whole tenants). Action entities among them are ignored: actions
-    /// come from the bundle's schema.
-    pub fn decide_with_entities(&self, request: &AccessRequest, entities: Vec<Entity>) -> Decision {
+    /// fixtures hold whole tenants). Action entities among them are replaced by the
+    /// bundle schema's.
+    pub fn decide_with_entities(
+        &self,
+        request: &AccessRequest,
+        mut entities: Vec<Entity>,
+    ) -> Decision {
         let started = Instant::now();
         let bundle = self.bundle.snapshot();
-        self.evaluate(&bundle, request, entities, started)
+        entities.retain(|e| e.uid().type_name().basename() != "Action");
+        if let Some(action) = bundle.action_entity(&request.action) {
+            entities.push(action.clone());
+        }
+        match Entities::from_entities(entities, None) {
+            Ok(entities) => self.evaluate(&bundle, request, &entities, started),
+            Err(e) => {
+                let message = e.to_string();
+                refused(&bundle, started, DecisionError::InvalidEntities { message })
+            }
+        }
     }
 
     fn evaluate(
         &self,
         bundle: &Bundle,
         request: &AccessRequest,
-        mut entities: Vec<Entity>,
+        entities: &Entities,
         started: Instant,
     ) -> Decision {
-        let user = match check_principals(request, &entities) {
+        let user = match check_principals(request, entities) {
             Ok(user) => user,
             Err(e) => return refused(bundle, started, e),
         };
-        if !entities.iter().any(|e| e.uid() == request.resource) {
-            let uid = request.resource.to_string();
-            return refused(bundle, started, DecisionError::UnknownResource { uid });
+        if let Err(e) = check_resource_and_action(bundle, request, entities) {
+            return refused(bundle, started, e);
         }
-        let Some(action) = bundle.action_entity(&request.action) else {
-            let message = format!("unknown action {}", request.action);
-            return refused(bundle, started, DecisionError::InvalidRequest { message });
-        };
-        entities.retain(|e| e.uid().type_name().basename() != "Action");
-        entities.push(action.clone());
-        let entities = match Entities::from_entities(entities, None) {
-            Ok(entities) => entities,
-            Err(e) => {
-                let message = e.to_string();
-                return refused(bundle, started, DecisionError::InvalidEntities { message });
-            }
-        };
         let delegation = user.as_ref().map(|u| (&request.principal, u));
-        let context = match build_context(bundle, request, delegation) {
+        let context = match self.contexts.get_or_build(bundle, request, delegation) {
             Ok(context) => context,
             Err(e) => return refused(bundle, started, e),
         };
         let decide =
-            |principal: &EntityUid| self.leg(bundle, principal, request, &context, &entities);
+            |principal: &EntityUid| self.leg(bundle, principal, request, &context, entities);
         match user {
             None => {
                 let leg = decide(&request.principal);
@@ -129,7 +135,7 @@ impl Pdp {
         }
     }
 
-    /// One Cedar evaluation, failing closed on any error.
+    /// One Cedar evaluation over the policies that can apply, failing closed on any error.
     fn leg(
         &self,
         bundle: &Bundle,
@@ -138,27 +144,31 @@ impl Pdp {
         context: &Context,
         entities: &Entities,
     ) -> LegDecision {
-        let cedar_request = Request::new(
-            principal.clone(),
-            request.action.clone(),
-            request.resource.clone(),
-            context.clone(),
-            Some(bundle.schema()),
-        );
-        let (effect, determining_policies, errors) = match cedar_request {
-            Ok(r) => judge(
-                &self
-                    .authorizer
-                    .is_authorized(&r, bundle.policies(), entities),
-            ),
-            Err(e) => {
-                let message = e.to_string();
-                (
-                    Effect::Deny,
-                    Vec::new(),
-                    vec![DecisionError::InvalidRequest { message }],
-                )
+        let shape = Shape {
+            principal: principal.type_name().clone(),
+            action: request.action.clone(),
+            resource: request.resource.type_name().clone(),
+        };
+        let (effect, determining_policies, errors) = match bundle.policies_for(&shape) {
+            Some(policies) => {
+                // The shape was checked against the schema by `policies_for` and the
+                // context when it was cached, so the request needs no second validation.
+                let cedar_request = Request::new(
+                    principal.clone(),
+                    request.action.clone(),
+                    request.resource.clone(),
+                    context.clone(),
+                    None,
+                );
+                match cedar_request {
+                    Ok(r) => judge(&self.authorizer.is_authorized(&r, policies, entities)),
+                    Err(e) => invalid(e.to_string()),
+                }
             }
+            None => invalid(format!(
+                "{} does not apply to a {} and a {}",
+                request.action, shape.principal, shape.resource
+            )),
         };
         LegDecision {
             principal: principal.to_string(),
@@ -166,6 +176,100 @@ impl Pdp {
             determining_policies,
             errors,
         }
+    }
+}
+
+fn invalid(message: String) -> (Effect, Vec<String>, Vec<DecisionError>) {
+    (
+        Effect::Deny,
+        Vec::new(),
+        vec![DecisionError::InvalidRequest { message }],
+    )
+}
+
+/// The resource must exist, and the entity set's action hierarchy must be the bundle's
+/// (a store built for another schema would silently break `action in ...` scopes).
+fn check_resource_and_action(
+    bundle: &Bundle,
+    request: &AccessRequest,
+    entities: &Entities,
+) -> Result<(), DecisionError> {
+    if entities.get(&request.resource).is_none() {
+        let uid = request.resource.to_string();
+        return Err(DecisionError::UnknownResource { uid });
+    }
+    let Some(groups) = bundle.action_groups(&request.action) else {
+        let message = format!("unknown action {}", request.action);
+        return Err(DecisionError::InvalidRequest { message });
+    };
+    let in_store = entities.ancestors(&request.action).map(|a| {
+        let mut count = 0;
+        a.inspect(|_| count += 1).all(|g| groups.contains(g)) && count == groups.len()
+    });
+    if in_store != Some(true) {
+        let message = format!(
+            "the entity store's action {} differs from the bundle's schema",
+            request.action
+        );
+        return Err(DecisionError::InvalidEntities { message });
+    }
+    Ok(())
+}
+
+/// Contexts built and validated against the schema, by action and content.
+///
+/// Building a Cedar context from JSON costs more than the rest of a decision (a
+/// `datetime` alone takes microseconds to parse), while a busy gateway sees the same few
+/// contexts over and over (the clock has one-second resolution). A hit is a clone of an
+/// already validated context. The cache is bounded: it is emptied when full.
+#[derive(Debug, Default)]
+struct ContextCache {
+    entries: RwLock<HashMap<String, Context>>,
+}
+
+impl ContextCache {
+    const CAPACITY: usize = 4096;
+
+    fn get_or_build(
+        &self,
+        bundle: &Bundle,
+        request: &AccessRequest,
+        delegation: Option<(&EntityUid, &EntityUid)>,
+    ) -> Result<Context, DecisionError> {
+        let json = context_json(request, delegation);
+        let key = format!(
+            "{}|{}|{}",
+            bundle.id().hash,
+            request.action,
+            Value::Object(json)
+        );
+        if let Some(hit) = self.entries.read().ok().and_then(|e| e.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let json = context_json(request, delegation);
+        let invalid = |message: String| DecisionError::InvalidRequest { message };
+        let context = Context::from_json_value(
+            Value::Object(json),
+            Some((bundle.schema(), &request.action)),
+        )
+        .map_err(|e| invalid(format!("context: {e}")))?;
+        // Validates the context's types against the action's context type (and the
+        // request's shape); only a valid context is ever cached.
+        Request::new(
+            request.principal.clone(),
+            request.action.clone(),
+            request.resource.clone(),
+            context.clone(),
+            Some(bundle.schema()),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, context.clone());
+        }
+        Ok(context)
     }
 }
 
@@ -200,13 +304,15 @@ fn judge(response: &Response) -> (Effect, Vec<String>, Vec<DecisionError>) {
 /// user who does too. Returns that user for an agent.
 fn check_principals(
     request: &AccessRequest,
-    entities: &[Entity],
+    entities: &Entities,
 ) -> Result<Option<EntityUid>, DecisionError> {
     let tenant = tenant_uid(&request.tenant);
     let principal =
-        find(entities, &request.principal).ok_or_else(|| DecisionError::UnknownPrincipal {
-            uid: request.principal.to_string(),
-        })?;
+        entities
+            .get(&request.principal)
+            .ok_or_else(|| DecisionError::UnknownPrincipal {
+                uid: request.principal.to_string(),
+            })?;
     let in_tenant = |entity: &Entity| tenant_attr(entity).as_ref() == Some(&tenant);
     let mismatch = |uid: &EntityUid| DecisionError::TenantMismatch {
         uid: uid.to_string(),
@@ -222,35 +328,29 @@ fn check_principals(
         uid: request.principal.to_string(),
     };
     let user_uid = entity_attr(principal, "acts_for").ok_or_else(no_user)?;
-    let user = find(entities, &user_uid).ok_or_else(no_user)?;
+    let user = entities.get(&user_uid).ok_or_else(no_user)?;
     if !in_tenant(user) {
         return Err(mismatch(&user_uid));
     }
     Ok(Some(user_uid))
 }
 
-fn build_context(
-    bundle: &Bundle,
+/// The request's context with the decision point's defaults and delegation filled in.
+fn context_json(
     request: &AccessRequest,
     delegation: Option<(&EntityUid, &EntityUid)>,
-) -> Result<Context, DecisionError> {
+) -> Map<String, Value> {
     let mut context: Map<String, Value> = request.context.clone();
     context.entry("mfa").or_insert(Value::Bool(false));
     if !context.contains_key("now") {
-        context.insert("now".into(), datetime_json(SystemTime::now()));
+        context.insert("now".into(), Value::String(rfc3339_utc(SystemTime::now())));
     }
     context.remove("delegation");
     if let Some((agent, user)) = delegation {
         let delegation = json!({ "agent": entity_json(agent), "user": entity_json(user) });
         context.insert("delegation".into(), delegation);
     }
-    Context::from_json_value(
-        Value::Object(context),
-        Some((bundle.schema(), &request.action)),
-    )
-    .map_err(|e| DecisionError::InvalidRequest {
-        message: format!("context: {e}"),
-    })
+    context
 }
 
 fn combine(bundle: &Bundle, started: Instant, agent: LegDecision, user: LegDecision) -> Decision {
@@ -299,50 +399,32 @@ fn unavailable(e: crate::store::StoreError) -> DecisionError {
     }
 }
 
-fn find<'a>(entities: &'a [Entity], uid: &EntityUid) -> Option<&'a Entity> {
-    entities.iter().find(|e| e.uid() == *uid)
-}
-
 fn is_agent(uid: &EntityUid) -> bool {
     uid.type_name().basename() == "Agent"
 }
 
-fn delegating_user(entities: &[Entity], principal: &EntityUid) -> Option<EntityUid> {
+fn delegating_user(entities: &Entities, principal: &EntityUid) -> Option<EntityUid> {
     if !is_agent(principal) {
         return None;
     }
-    find(entities, principal).and_then(|agent| entity_attr(agent, "acts_for"))
-}
-
-fn extend_unique(entities: &mut Vec<Entity>, more: Vec<Entity>) {
-    for entity in more {
-        if !entities.iter().any(|e| e.uid() == entity.uid()) {
-            entities.push(entity);
-        }
-    }
+    entities
+        .get(principal)
+        .and_then(|agent| entity_attr(agent, "acts_for"))
 }
 
 /// The `Tenant` entity of a tenant id.
 pub(crate) fn tenant_uid(tenant: &TenantId) -> EntityUid {
-    EntityUid::from_type_name_and_id(
-        "Tenant".parse().expect("`Tenant` is a valid type name"),
-        tenant
-            .as_str()
-            .parse()
-            .expect("entity ids accept any string"),
-    )
+    // Parsing a type name runs Cedar's parser: do it once.
+    static TENANT_TYPE: LazyLock<EntityTypeName> =
+        LazyLock::new(|| "Tenant".parse().expect("`Tenant` is a valid type name"));
+    EntityUid::from_type_name_and_id(TENANT_TYPE.clone(), EntityId::new(tenant.as_str()))
 }
 
 fn entity_json(uid: &EntityUid) -> Value {
     json!({ "__entity": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() } })
 }
 
-/// A Cedar `datetime` value in JSON, e.g. `2026-11-23T17:40:00.123Z`.
-fn datetime_json(t: SystemTime) -> Value {
-    json!({ "__extn": { "fn": "datetime", "arg": rfc3339_utc(t) } })
-}
-
-/// Formats a time as RFC 3339 in UTC with milliseconds (Howard Hinnant's civil calendar).
+/// Formats a time as RFC 3339 in UTC, to the second (Howard Hinnant's civil calendar).
 fn rfc3339_utc(t: SystemTime) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
@@ -357,11 +439,10 @@ fn rfc3339_utc(t: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3_600,
         rem % 3_600 / 60,
-        rem % 60,
-        since.subsec_millis()
+        rem % 60
     )
 }
 
@@ -373,8 +454,8 @@ mod tests {
     #[test]
     fn formats_utc_times() {
         let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_utc(at(951_782_400)), "2000-02-29T00:00:00.000Z");
-        assert_eq!(rfc3339_utc(at(1_795_453_199)), "2026-11-23T16:59:59.000Z");
+        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(at(1_795_453_199)), "2026-11-23T16:59:59Z");
     }
 }

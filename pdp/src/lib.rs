@@ -23,6 +23,7 @@ mod current;
 mod decision;
 mod engine;
 mod request;
+mod slices;
 mod store;
 
 pub use bundle::{Bundle, BundleError, BundleId, Manifest, PolicySource, Problem};

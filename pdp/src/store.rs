@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
-use cedar_policy::{Entities, Entity, EntityUid, EvalResult};
+use cedar_policy::{Entities, Entity, EntityUid, EvalResult, Schema};
 use gatehouse_core::TenantId;
 
 /// Why an [`EntityStore`] could not answer. The decision point turns this into a deny.
@@ -24,91 +25,92 @@ impl StoreError {
 
 /// A source of entities for decisions, scoped to one tenant per call.
 ///
-/// Implementations return the entities asked for **and all their ancestors** (groups and
-/// roles of a user, the folder chain and grant nodes of a document), from the given tenant
-/// and from the tenant-less global entities (roles, capabilities, grant nodes) only. An
-/// entity of another tenant is never returned: to the decision point it does not exist.
-/// Unknown uids are left out, not an error.
+/// `load` answers with a Cedar entity set that holds at least the entities asked for,
+/// **all their ancestors** (a user's groups and roles, a document's folder chain and grant
+/// nodes), the entities they reference that policies read (their `Tenant`), and the action
+/// entities of the bundle's schema. It may hold more: an in-memory store hands out its
+/// whole tenant. It never holds another tenant's entities: to the decision point, they do
+/// not exist. Unknown uids are left out, not an error.
 pub trait EntityStore: Send + Sync {
-    /// Loads `uids` and their ancestors for `tenant`.
+    /// The entities for `uids` (and their ancestors) in `tenant`.
     fn load(
         &self,
         tenant: &TenantId,
         uids: &[EntityUid],
-    ) -> impl Future<Output = Result<Vec<Entity>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Arc<Entities>, StoreError>> + Send;
 }
 
 /// An in-memory [`EntityStore`], partitioned by tenant.
 ///
 /// Each entity is filed under the tenant named by its `tenant` attribute (a `Tenant`
-/// entity under itself); entities without one (roles, capabilities, grant nodes) are
-/// global. Ancestors are resolved once, when the store is built.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    tenants: HashMap<TenantId, Partition>,
-    global: Partition,
-}
-
-type Partition = HashMap<EntityUid, Stored>;
-
+/// entity under itself); entities without one (roles, capabilities) and the schema's
+/// action entities are copied into every tenant's set. Each tenant's set is built once,
+/// with its transitive closure, so a decision looks entities up instead of assembling
+/// them.
 #[derive(Debug)]
-struct Stored {
-    entity: Entity,
-    ancestors: Vec<EntityUid>,
+pub struct MemoryStore {
+    tenants: HashMap<TenantId, Arc<Entities>>,
+    empty: Arc<Entities>,
 }
 
 impl MemoryStore {
-    /// Files every entity of `entities` (action entities are skipped: they come from the
-    /// bundle's schema).
-    pub fn new(entities: &Entities) -> Self {
-        let mut store = Self::default();
+    /// Partitions `entities` by tenant, adding the action entities of `schema`.
+    ///
+    /// # Errors
+    /// A [`StoreError`] when a tenant's entities cannot form a Cedar entity set (a cycle in
+    /// the hierarchy, a duplicate).
+    pub fn new(entities: &Entities, schema: &Schema) -> Result<Self, StoreError> {
+        let actions: Vec<Entity> = schema
+            .action_entities()
+            .map_err(|e| StoreError::new(format!("schema actions: {e}")))?
+            .into_iter()
+            .collect();
+        let mut global = actions;
+        let mut partitions: HashMap<TenantId, Vec<Entity>> = HashMap::new();
         for entity in entities.iter() {
-            let uid = entity.uid();
-            if uid.type_name().basename() == "Action" {
+            if is_action(&entity.uid()) {
                 continue;
             }
-            let ancestors = entities
-                .ancestors(&uid)
-                .map(|a| a.cloned().collect())
-                .unwrap_or_default();
-            let stored = Stored {
-                entity: entity.clone(),
-                ancestors,
-            };
             match tenant_of(entity) {
-                Some(tenant) => store.tenants.entry(tenant).or_default().insert(uid, stored),
-                None => store.global.insert(uid, stored),
-            };
+                Some(tenant) => partitions.entry(tenant).or_default().push(entity.clone()),
+                None => global.push(entity.clone()),
+            }
         }
-        store
+        let mut tenants = HashMap::new();
+        for (tenant, mut own) in partitions {
+            own.extend(global.iter().cloned());
+            let set = Entities::from_entities(own, None)
+                .map_err(|e| StoreError::new(format!("tenant {tenant}: {e}")))?;
+            tenants.insert(tenant, Arc::new(set));
+        }
+        let empty = Arc::new(
+            Entities::from_entities(global, None).map_err(|e| StoreError::new(e.to_string()))?,
+        );
+        Ok(Self { tenants, empty })
     }
 
-    /// The number of entities filed under `tenant`.
+    /// The number of entities (global ones included) in `tenant`'s set.
     pub fn tenant_len(&self, tenant: &TenantId) -> usize {
-        self.tenants.get(tenant).map_or(0, HashMap::len)
+        self.tenants.get(tenant).map_or(0, |e| e.len())
     }
 
-    /// Synchronous [`EntityStore::load`]: the uids found, each followed by its ancestors,
-    /// without duplicates.
-    pub fn load_now(&self, tenant: &TenantId, uids: &[EntityUid]) -> Vec<Entity> {
-        let partition = self.tenants.get(tenant);
-        let find = |uid: &EntityUid| {
-            partition
-                .and_then(|p| p.get(uid))
-                .or_else(|| self.global.get(uid))
+    /// The smallest slice of `tenant`'s entities a remote store would have to send for
+    /// `uids`: each one found, followed by its ancestors, without duplicates.
+    pub fn slice(&self, tenant: &TenantId, uids: &[EntityUid]) -> Vec<Entity> {
+        let Some(set) = self.tenants.get(tenant) else {
+            return Vec::new();
         };
         let mut out: Vec<Entity> = Vec::with_capacity(uids.len() * 4);
-        let mut seen: Vec<&EntityUid> = Vec::with_capacity(uids.len() * 4);
         for uid in uids {
-            let Some(stored) = find(uid) else { continue };
-            for (uid, entity) in std::iter::once((uid, Some(stored)))
-                .chain(stored.ancestors.iter().map(|a| (a, find(a))))
+            let Some(ancestors) = set.ancestors(uid) else {
+                continue;
+            };
+            for found in std::iter::once(uid)
+                .chain(ancestors)
+                .filter_map(|u| set.get(u))
             {
-                if let Some(found) = entity
-                    && !seen.contains(&uid)
-                {
-                    seen.push(uid);
-                    out.push(found.entity.clone());
+                if !out.iter().any(|e| e.uid() == found.uid()) {
+                    out.push(found.clone());
                 }
             }
         }
@@ -117,9 +119,17 @@ impl MemoryStore {
 }
 
 impl EntityStore for MemoryStore {
-    async fn load(&self, tenant: &TenantId, uids: &[EntityUid]) -> Result<Vec<Entity>, StoreError> {
-        Ok(self.load_now(tenant, uids))
+    async fn load(
+        &self,
+        tenant: &TenantId,
+        _uids: &[EntityUid],
+    ) -> Result<Arc<Entities>, StoreError> {
+        Ok(self.tenants.get(tenant).unwrap_or(&self.empty).clone())
     }
+}
+
+fn is_action(uid: &EntityUid) -> bool {
+    uid.type_name().basename() == "Action"
 }
 
 /// The tenant an entity belongs to: its `tenant` attribute, or itself for a `Tenant`.

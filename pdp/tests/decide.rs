@@ -30,6 +30,10 @@ fn fixture(pdp: &Pdp) -> Entities {
     Entities::from_json_str(&text, Some(pdp.bundle().snapshot().schema())).unwrap()
 }
 
+fn store(pdp: &Pdp) -> MemoryStore {
+    MemoryStore::new(&fixture(pdp), pdp.bundle().snapshot().schema()).unwrap()
+}
+
 fn request(tenant: &str, principal: &str, action: &str, resource: &str) -> AccessRequest {
     AccessRequest::parse(
         TenantId::parse(tenant).unwrap(),
@@ -53,7 +57,7 @@ fn decide(pdp: &Pdp, store: &impl EntityStore, r: &AccessRequest) -> Decision {
 #[test]
 fn an_allowed_request_says_which_policy_and_which_bundle() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     let d = decide(
         &pdp,
         &store,
@@ -77,10 +81,10 @@ fn an_allowed_request_says_which_policy_and_which_bundle() {
 #[test]
 fn the_store_loads_ancestors_and_never_another_tenants_entities() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     let acme = TenantId::parse("acme").unwrap();
     let uids: Vec<String> = store
-        .load_now(&acme, &[r#"Document::"acme-plan""#.parse().unwrap()])
+        .slice(&acme, &[r#"Document::"acme-plan""#.parse().unwrap()])
         .iter()
         .map(|e| e.uid().to_string())
         .collect();
@@ -94,7 +98,7 @@ fn the_store_loads_ancestors_and_never_another_tenants_entities() {
     }
     assert!(
         store
-            .load_now(&acme, &[r#"Document::"globex-secret""#.parse().unwrap()])
+            .slice(&acme, &[r#"Document::"globex-secret""#.parse().unwrap()])
             .is_empty()
     );
     // Through the decision point, another tenant's document does not exist.
@@ -115,7 +119,7 @@ fn the_store_loads_ancestors_and_never_another_tenants_entities() {
 #[test]
 fn a_principal_of_another_tenant_is_unknown_in_this_one() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     let d = decide(
         &pdp,
         &store,
@@ -138,9 +142,38 @@ fn a_principal_of_another_tenant_is_unknown_in_this_one() {
 struct DownStore;
 
 impl EntityStore for DownStore {
-    async fn load(&self, _: &TenantId, _: &[EntityUid]) -> Result<Vec<Entity>, StoreError> {
+    async fn load(&self, _: &TenantId, _: &[EntityUid]) -> Result<Arc<Entities>, StoreError> {
         Err(StoreError::new("connection refused"))
     }
+}
+
+/// A store built for a schema whose action groups differ from the bundle's.
+#[test]
+fn a_store_with_another_action_hierarchy_is_refused() {
+    let pdp = pdp();
+    let other = cedar_policy::Schema::from_cedarschema_str(
+        &std::fs::read_to_string(repo().join("schemas/gatehouse.cedarschema"))
+            .unwrap()
+            .replace(
+                "action \"document:read\", \"document:version\"\n  in [view]",
+                "action \"document:read\", \"document:version\"\n  in [edit]",
+            ),
+    )
+    .unwrap()
+    .0;
+    let store = MemoryStore::new(&fixture(&pdp), &other).unwrap();
+    let d = decide(
+        &pdp,
+        &store,
+        &request(
+            "acme",
+            r#"User::"acme-vera""#,
+            "document:read",
+            r#"Document::"acme-plan""#,
+        ),
+    );
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.errors[0].code(), "invalid_entities", "{:?}", d.errors);
 }
 
 #[test]
@@ -169,7 +202,12 @@ fn a_policy_that_cannot_be_evaluated_turns_an_allow_into_a_deny() {
         .into_iter()
         .filter(|e| e.uid().type_name().basename() != "Tenant")
         .collect();
-    let store = MemoryStore::new(&Entities::from_entities(without_tenants, None).unwrap());
+    let schema = pdp.bundle().snapshot().schema().clone();
+    let store = MemoryStore::new(
+        &Entities::from_entities(without_tenants, None).unwrap(),
+        &schema,
+    )
+    .unwrap();
     let d = decide(
         &pdp,
         &store,
@@ -192,7 +230,7 @@ fn a_policy_that_cannot_be_evaluated_turns_an_allow_into_a_deny() {
 #[test]
 fn an_agent_is_allowed_only_when_it_and_its_user_are() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     // The writer bot has edit; its user (a viewer) holds an editor share on the roadmap only.
     let allowed = decide(
         &pdp,
@@ -235,7 +273,7 @@ fn an_agent_is_allowed_only_when_it_and_its_user_are() {
 #[test]
 fn the_delegation_context_comes_from_the_decision_point_not_the_caller() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     let mut r = request(
         "acme",
         r#"User::"acme-vera""#,
@@ -251,7 +289,7 @@ fn the_delegation_context_comes_from_the_decision_point_not_the_caller() {
 #[test]
 fn decisions_record_the_bundle_that_made_them_across_a_reload() {
     let pdp = pdp();
-    let store = MemoryStore::new(&fixture(&pdp));
+    let store = store(&pdp);
     let r = request(
         "acme",
         r#"User::"acme-vera""#,

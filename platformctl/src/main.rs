@@ -1,11 +1,13 @@
 //! `platformctl`: Gatehouse's control CLI, a thin shell over the library crates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use cedar_policy::{Entities, Entity, EntityUid};
 use clap::{Parser, Subcommand};
-use gatehouse_pdp::{Bundle, BundleError, CurrentBundle, Pdp};
+use gatehouse_core::TenantId;
+use gatehouse_pdp::{AccessRequest, Bundle, BundleError, CurrentBundle, Pdp, tenant_of};
 use gatehouse_policy_tests::{Corpus, run};
 use serde_json::json;
 
@@ -48,6 +50,34 @@ enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decide one request against a bundle, with entities from a Cedar entities JSON file.
+    ///
+    /// Exits 0 on allow and 1 on deny (like `cedar authorize`), 3 on an invalid bundle.
+    Decide {
+        #[command(flatten)]
+        bundle: BundleArg,
+        /// A Cedar entities JSON file (e.g. policy-tests/fixtures/three-tenants.json).
+        #[arg(long)]
+        entities: PathBuf,
+        /// The tenant the request is made in (default: the principal's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The principal, e.g. 'User::"acme-vera"'.
+        #[arg(long)]
+        principal: String,
+        /// The action, e.g. document:read.
+        #[arg(long)]
+        action: String,
+        /// The resource, e.g. 'Document::"acme-plan"'.
+        #[arg(long)]
+        resource: String,
+        /// The context as a JSON object, e.g. '{"mfa": true}'.
+        #[arg(long, default_value = "{}")]
+        context: String,
+        /// Print the whole decision as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the policy test corpus (Gatehouse TOML and Cedar `run-tests` JSON files).
     Test {
         #[command(flatten)]
@@ -85,11 +115,31 @@ fn main() -> ExitCode {
             verbose,
             json,
         }) => test(&bundle.bundle, &cases, filter.as_deref(), verbose, json),
+        Command::Policy(PolicyCommand::Decide {
+            bundle,
+            entities,
+            tenant,
+            principal,
+            action,
+            resource,
+            context,
+            json,
+        }) => {
+            let question = Question {
+                entities,
+                tenant,
+                principal,
+                action,
+                resource,
+                context,
+            };
+            decide(&bundle.bundle, &question, json)
+        }
     };
     ExitCode::from(code)
 }
 
-fn validate(dir: &PathBuf, as_json: bool) -> u8 {
+fn validate(dir: &Path, as_json: bool) -> u8 {
     let bundle = match Bundle::load(dir) {
         Ok(bundle) => bundle,
         Err(e) => return invalid_bundle(&e, as_json),
@@ -116,7 +166,7 @@ fn validate(dir: &PathBuf, as_json: bool) -> u8 {
     exit::OK
 }
 
-fn test(dir: &PathBuf, cases: &PathBuf, filter: Option<&str>, verbose: bool, as_json: bool) -> u8 {
+fn test(dir: &Path, cases: &Path, filter: Option<&str>, verbose: bool, as_json: bool) -> u8 {
     let bundle = match Bundle::load(dir) {
         Ok(bundle) => bundle,
         Err(e) => return invalid_bundle(&e, as_json),
@@ -147,6 +197,76 @@ fn test(dir: &PathBuf, cases: &PathBuf, filter: Option<&str>, verbose: bool, as_
     } else {
         exit::OK
     }
+}
+
+struct Question {
+    entities: PathBuf,
+    tenant: Option<String>,
+    principal: String,
+    action: String,
+    resource: String,
+    context: String,
+}
+
+fn decide(dir: &Path, q: &Question, as_json: bool) -> u8 {
+    let bundle = match Bundle::load(dir) {
+        Ok(bundle) => bundle,
+        Err(e) => return invalid_bundle(&e, as_json),
+    };
+    let request = match build_request(&bundle, q) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    let (request, entities) = request;
+    let pdp = Pdp::new(Arc::new(CurrentBundle::new(bundle)));
+    let decision = pdp.decide_with_entities(&request, entities);
+    if as_json {
+        println!("{}", json!(decision));
+    } else {
+        let word = if decision.is_allowed() {
+            "ALLOW"
+        } else {
+            "DENY"
+        };
+        println!("{word} by [{}]", decision.determining_policies.join(", "));
+        for e in &decision.errors {
+            println!("error [{}]: {e}", e.code());
+        }
+    }
+    if decision.is_allowed() {
+        exit::OK
+    } else {
+        exit::TESTS_FAILED
+    }
+}
+
+fn build_request(bundle: &Bundle, q: &Question) -> Result<(AccessRequest, Vec<Entity>), String> {
+    let text = std::fs::read_to_string(&q.entities)
+        .map_err(|e| format!("{}: {e}", q.entities.display()))?;
+    let entities = Entities::from_json_str(&text, Some(bundle.schema()))
+        .map_err(|e| format!("{}: {e}", q.entities.display()))?;
+    let principal: EntityUid = q
+        .principal
+        .parse()
+        .map_err(|e| format!("--principal: {e}"))?;
+    let tenant = match &q.tenant {
+        Some(t) => TenantId::parse(t).map_err(|e| e.to_string())?,
+        None => entities
+            .get(&principal)
+            .and_then(tenant_of)
+            .ok_or("the principal is not in the entities: pass --tenant")?,
+    };
+    let context = match serde_json::from_str(&q.context) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err("--context must be a JSON object".into()),
+    };
+    let request = AccessRequest::parse(tenant, &q.principal, &q.action, &q.resource)
+        .map_err(|e| e.to_string())?
+        .with_context(context);
+    Ok((request, entities.into_iter().collect()))
 }
 
 fn invalid_bundle(e: &BundleError, as_json: bool) -> u8 {

@@ -96,3 +96,32 @@ fn unreadable_cases_exit_2() {
     let out = platformctl(&["policy", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn decide_answers_one_request_with_exit_0_for_allow_and_1_for_deny() {
+    let fixture = "policy-tests/fixtures/three-tenants.json";
+    let ask = |principal: &str, action: &str| {
+        platformctl(&[
+            "policy",
+            "decide",
+            "--entities",
+            fixture,
+            "--principal",
+            principal,
+            "--action",
+            action,
+            "--resource",
+            r#"Document::"acme-plan""#,
+        ])
+    };
+    let allow = ask(r#"User::"acme-vera""#, "document:read");
+    assert_eq!(allow.status.code(), Some(0));
+    assert_eq!(stdout(&allow).trim(), "ALLOW by [role-viewer]");
+    let deny = ask(r#"User::"acme-vera""#, "document:delete");
+    assert_eq!(deny.status.code(), Some(1));
+    assert!(stdout(&deny).starts_with("DENY"));
+    let cross = ask(r#"User::"globex-vic""#, "document:read");
+    assert_eq!(stdout(&cross).trim(), "DENY by [tenant-isolation]");
+    let unknown = ask(r#"User::"nobody""#, "document:read");
+    assert_eq!(unknown.status.code(), Some(2), "no tenant can be derived");
+}
