@@ -378,35 +378,45 @@ impl Loader {
             }
         };
         for template in parsed.templates() {
-            let line = locate(&text, &template.to_string());
-            let annotations =
-                Annotations::read(template.annotation("id"), template.annotation("purpose"));
-            let Some(id) = self.check_annotations(rel, line, annotations) else {
+            let (id, purpose) = (template.annotation("id"), template.annotation("purpose"));
+            let Some((id, line)) =
+                self.admit(rel, &text, &template.to_string(), id, purpose, sources)
+            else {
                 continue;
             };
-            let source = source(rel, line, template.annotation("purpose"));
-            if self.claim_id(&id, source, sources, rel) {
-                let renamed = template.new_id(PolicyId::new(&id));
-                if let Err(e) = into.add_template(renamed) {
-                    self.problem(rel, Some(line), Some(&id), e.to_string());
-                }
+            if let Err(e) = into.add_template(template.new_id(PolicyId::new(&id))) {
+                self.problem(rel, Some(line), Some(&id), e.to_string());
             }
         }
         for policy in parsed.policies() {
-            let line = locate(&text, &policy.to_string());
-            let annotations =
-                Annotations::read(policy.annotation("id"), policy.annotation("purpose"));
-            let Some(id) = self.check_annotations(rel, line, annotations) else {
+            let (id, purpose) = (policy.annotation("id"), policy.annotation("purpose"));
+            let Some((id, line)) =
+                self.admit(rel, &text, &policy.to_string(), id, purpose, sources)
+            else {
                 continue;
             };
-            let source = source(rel, line, policy.annotation("purpose"));
-            if self.claim_id(&id, source, sources, rel) {
-                let renamed = policy.new_id(PolicyId::new(&id));
-                if let Err(e) = into.add(renamed) {
-                    self.problem(rel, Some(line), Some(&id), e.to_string());
-                }
+            if let Err(e) = into.add(policy.new_id(PolicyId::new(&id))) {
+                self.problem(rel, Some(line), Some(&id), e.to_string());
             }
         }
+    }
+
+    /// Locates a policy (or template) in its file, checks its annotations and claims its
+    /// id; returns the id and line when it may join the bundle.
+    fn admit(
+        &mut self,
+        rel: &Path,
+        text: &str,
+        policy_text: &str,
+        id: Option<&str>,
+        purpose: Option<&str>,
+        sources: &mut BTreeMap<String, PolicySource>,
+    ) -> Option<(String, usize)> {
+        let line = locate(text, policy_text);
+        let id = self.check_annotations(rel, line, Annotations::read(id, purpose))?;
+        let source = source(rel, line, purpose);
+        self.claim_id(&id, source, sources, rel)
+            .then_some((id, line))
     }
 
     /// Requires a non-empty `@id` and a one-line `@purpose`; returns the id.

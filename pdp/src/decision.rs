@@ -127,11 +127,11 @@ pub struct Decision {
     /// The bundle's name, version and hash.
     #[serde(serialize_with = "serialize_bundle")]
     pub bundle: BundleId,
-    /// When the decision was made.
-    #[serde(serialize_with = "serialize_time")]
+    /// When the decision was made (JSON: `decided_at_unix_us`, microseconds since 1970).
+    #[serde(rename = "decided_at_unix_us", serialize_with = "serialize_time")]
     pub decided_at: SystemTime,
-    /// How long the decision took, entity loading included.
-    #[serde(serialize_with = "serialize_duration")]
+    /// How long the decision took, entity loading included (JSON: `elapsed_us`).
+    #[serde(rename = "elapsed_us", serialize_with = "serialize_duration")]
     pub elapsed: Duration,
     /// For a request by an agent: the agent's and the user's decisions.
     pub delegation: Option<DelegatedDecision>,

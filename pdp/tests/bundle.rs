@@ -1,32 +1,13 @@
 //! Loading and validating policy bundles.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use gatehouse_pdp::{Bundle, CurrentBundle, Problem};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A copy of the repository's policies and schema in a temporary directory, laid out like
-/// the repository (so the manifest's `../schemas/...` still resolves).
-fn scratch_bundle() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    for dir in ["policies", "schemas"] {
-        fs::create_dir(tmp.path().join(dir)).unwrap();
-        for entry in fs::read_dir(repo().join(dir)).unwrap() {
-            let entry = entry.unwrap();
-            fs::copy(entry.path(), tmp.path().join(dir).join(entry.file_name())).unwrap();
-        }
-    }
-    let policies = tmp.path().join("policies");
-    (tmp, policies)
-}
+mod common;
+use common::{repo, scratch_bundle};
 
 fn refused(dir: &Path) -> Vec<Problem> {
     Bundle::load(dir).unwrap_err().problems().to_vec()

@@ -1,6 +1,5 @@
 //! Decisions through an entity store: tenant scoping, delegation, failing closed.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cedar_policy::{Entities, Entity, EntityUid};
@@ -11,12 +10,8 @@ use gatehouse_pdp::{
 };
 use serde_json::json;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{repo, scratch_bundle};
 
 fn pdp() -> Pdp {
     Pdp::new(Arc::new(CurrentBundle::new(
@@ -50,6 +45,11 @@ fn request(tenant: &str, principal: &str, action: &str, resource: &str) -> Acces
     )
 }
 
+/// Decides a request in tenant `acme`.
+fn ask(pdp: &Pdp, store: &MemoryStore, principal: &str, action: &str, resource: &str) -> Decision {
+    decide(pdp, store, &request("acme", principal, action, resource))
+}
+
 fn decide(pdp: &Pdp, store: &impl EntityStore, r: &AccessRequest) -> Decision {
     pollster::block_on(pdp.decide(store, r))
 }
@@ -58,15 +58,12 @@ fn decide(pdp: &Pdp, store: &impl EntityStore, r: &AccessRequest) -> Decision {
 fn an_allowed_request_says_which_policy_and_which_bundle() {
     let pdp = pdp();
     let store = store(&pdp);
-    let d = decide(
+    let d = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"User::"acme-vera""#,
-            "document:read",
-            r#"Document::"acme-plan""#,
-        ),
+        r#"User::"acme-vera""#,
+        "document:read",
+        r#"Document::"acme-plan""#,
     );
     assert_eq!(d.effect, Effect::Allow);
     assert_eq!(d.determining_policies, ["role-viewer"]);
@@ -102,15 +99,12 @@ fn the_store_loads_ancestors_and_never_another_tenants_entities() {
             .is_empty()
     );
     // Through the decision point, another tenant's document does not exist.
-    let d = decide(
+    let d = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"User::"acme-ada""#,
-            "document:read",
-            r#"Document::"globex-secret""#,
-        ),
+        r#"User::"acme-ada""#,
+        "document:read",
+        r#"Document::"globex-secret""#,
     );
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.errors[0].code(), "unknown_resource");
@@ -162,15 +156,12 @@ fn a_store_with_another_action_hierarchy_is_refused() {
     .unwrap()
     .0;
     let store = MemoryStore::new(&fixture(&pdp), &other).unwrap();
-    let d = decide(
+    let d = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"User::"acme-vera""#,
-            "document:read",
-            r#"Document::"acme-plan""#,
-        ),
+        r#"User::"acme-vera""#,
+        "document:read",
+        r#"Document::"acme-plan""#,
     );
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.errors[0].code(), "invalid_entities", "{:?}", d.errors);
@@ -208,15 +199,12 @@ fn a_policy_that_cannot_be_evaluated_turns_an_allow_into_a_deny() {
         &schema,
     )
     .unwrap();
-    let d = decide(
+    let d = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"User::"acme-vera""#,
-            "document:read",
-            r#"Document::"acme-plan""#,
-        ),
+        r#"User::"acme-vera""#,
+        "document:read",
+        r#"Document::"acme-plan""#,
     );
     assert_eq!(d.effect, Effect::Deny);
     assert!(d.determining_policies.is_empty());
@@ -232,15 +220,12 @@ fn an_agent_is_allowed_only_when_it_and_its_user_are() {
     let pdp = pdp();
     let store = store(&pdp);
     // The writer bot has edit; its user (a viewer) holds an editor share on the roadmap only.
-    let allowed = decide(
+    let allowed = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"Agent::"acme-bot-writer""#,
-            "document:write",
-            r#"Document::"acme-roadmap""#,
-        ),
+        r#"Agent::"acme-bot-writer""#,
+        "document:write",
+        r#"Document::"acme-roadmap""#,
     );
     assert_eq!(allowed.effect, Effect::Allow);
     let legs = allowed.delegation.as_ref().unwrap();
@@ -252,15 +237,12 @@ fn an_agent_is_allowed_only_when_it_and_its_user_are() {
     assert_eq!(legs.user.principal, r#"User::"acme-vera""#);
     assert_eq!(legs.user.determining_policies, ["grant-editor"]);
 
-    let denied = decide(
+    let denied = ask(
         &pdp,
         &store,
-        &request(
-            "acme",
-            r#"Agent::"acme-bot-writer""#,
-            "document:write",
-            r#"Document::"acme-plan""#,
-        ),
+        r#"Agent::"acme-bot-writer""#,
+        "document:write",
+        r#"Document::"acme-plan""#,
     );
     assert_eq!(denied.effect, Effect::Deny);
     let legs = denied.delegation.as_ref().unwrap();
@@ -298,25 +280,18 @@ fn decisions_record_the_bundle_that_made_them_across_a_reload() {
     );
     let before = decide(&pdp, &store, &r);
 
-    let tmp = tempfile::tempdir().unwrap();
-    for sub in ["policies", "schemas"] {
-        std::fs::create_dir(tmp.path().join(sub)).unwrap();
-        for entry in std::fs::read_dir(repo().join(sub)).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), tmp.path().join(sub).join(entry.file_name())).unwrap();
-        }
-    }
-    let manifest = tmp.path().join("policies/bundle.toml");
+    let (_tmp, dir) = scratch_bundle();
+    let manifest = dir.join("bundle.toml");
     let text = std::fs::read_to_string(&manifest)
         .unwrap()
         .replace("version = \"1.0.0\"", "version = \"1.0.1\"");
     std::fs::write(&manifest, text).unwrap();
     std::fs::write(
-        tmp.path().join("policies/90-freeze.cedar"),
+        dir.join("90-freeze.cedar"),
         "@id(\"read-freeze\")\n@purpose(\"nobody reads during the incident\")\nforbid (principal, action == Action::\"document:read\", resource);\n",
     )
     .unwrap();
-    pdp.bundle().reload(tmp.path().join("policies")).unwrap();
+    pdp.bundle().reload(&dir).unwrap();
 
     let after = decide(&pdp, &store, &r);
     assert_eq!(&*before.bundle.version, "1.0.0");

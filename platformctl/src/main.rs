@@ -56,24 +56,8 @@ enum PolicyCommand {
     Decide {
         #[command(flatten)]
         bundle: BundleArg,
-        /// A Cedar entities JSON file (e.g. policy-tests/fixtures/three-tenants.json).
-        #[arg(long)]
-        entities: PathBuf,
-        /// The tenant the request is made in (default: the principal's).
-        #[arg(long)]
-        tenant: Option<String>,
-        /// The principal, e.g. 'User::"acme-vera"'.
-        #[arg(long)]
-        principal: String,
-        /// The action, e.g. document:read.
-        #[arg(long)]
-        action: String,
-        /// The resource, e.g. 'Document::"acme-plan"'.
-        #[arg(long)]
-        resource: String,
-        /// The context as a JSON object, e.g. '{"mfa": true}'.
-        #[arg(long, default_value = "{}")]
-        context: String,
+        #[command(flatten)]
+        question: Question,
         /// Print the whole decision as JSON.
         #[arg(long)]
         json: bool,
@@ -117,24 +101,9 @@ fn main() -> ExitCode {
         }) => test(&bundle.bundle, &cases, filter.as_deref(), verbose, json),
         Command::Policy(PolicyCommand::Decide {
             bundle,
-            entities,
-            tenant,
-            principal,
-            action,
-            resource,
-            context,
+            question,
             json,
-        }) => {
-            let question = Question {
-                entities,
-                tenant,
-                principal,
-                action,
-                resource,
-                context,
-            };
-            decide(&bundle.bundle, &question, json)
-        }
+        }) => decide(&bundle.bundle, &question, json),
     };
     ExitCode::from(code)
 }
@@ -199,12 +168,25 @@ fn test(dir: &Path, cases: &Path, filter: Option<&str>, verbose: bool, as_json: 
     }
 }
 
+#[derive(clap::Args)]
 struct Question {
+    /// A Cedar entities JSON file (e.g. policy-tests/fixtures/three-tenants.json).
+    #[arg(long)]
     entities: PathBuf,
+    /// The tenant the request is made in (default: the principal's).
+    #[arg(long)]
     tenant: Option<String>,
+    /// The principal, e.g. 'User::"acme-vera"'.
+    #[arg(long)]
     principal: String,
+    /// The action, e.g. document:read.
+    #[arg(long)]
     action: String,
+    /// The resource, e.g. 'Document::"acme-plan"'.
+    #[arg(long)]
     resource: String,
+    /// The context as a JSON object, e.g. '{"mfa": true}'.
+    #[arg(long, default_value = "{}")]
     context: String,
 }
 
