@@ -46,6 +46,14 @@ pub enum DecisionError {
         /// The agent's uid.
         uid: String,
     },
+    /// The agent's credential names another user than the one the agent acts for.
+    #[error("agent {uid} does not act for {claimed}")]
+    DelegationMismatch {
+        /// The agent's uid.
+        uid: String,
+        /// The user the credential named.
+        claimed: String,
+    },
     /// The request does not fit the schema (wrong types, unknown action, bad context).
     #[error("invalid request: {message}")]
     InvalidRequest {
@@ -84,6 +92,7 @@ impl DecisionError {
             Self::UnknownResource { .. } => "unknown_resource",
             Self::TenantMismatch { .. } => "tenant_mismatch",
             Self::NoDelegatingUser { .. } => "no_delegating_user",
+            Self::DelegationMismatch { .. } => "delegation_mismatch",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::InvalidEntities { .. } => "invalid_entities",
             Self::PolicyEvaluation { .. } => "policy_evaluation",

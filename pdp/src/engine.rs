@@ -328,6 +328,14 @@ fn check_principals(
         uid: request.principal.to_string(),
     };
     let user_uid = entity_attr(principal, "acts_for").ok_or_else(no_user)?;
+    if let Some(claimed) = &request.acting_for
+        && *claimed != user_uid
+    {
+        return Err(DecisionError::DelegationMismatch {
+            uid: request.principal.to_string(),
+            claimed: claimed.to_string(),
+        });
+    }
     let user = entities.get(&user_uid).ok_or_else(no_user)?;
     if !in_tenant(user) {
         return Err(mismatch(&user_uid));

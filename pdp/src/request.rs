@@ -19,6 +19,9 @@ pub struct AccessRequest {
     pub action: EntityUid,
     /// The resource, e.g. `Document::"d-42"`.
     pub resource: EntityUid,
+    /// For an agent: the user its credential says it acts for. When given, it must be the
+    /// agent's `acts_for`, or the request is denied.
+    pub acting_for: Option<EntityUid>,
     /// The request context as Cedar JSON (`mfa`, `now`, `source_ip`, `region`).
     /// `mfa` defaults to false and `now` to the decision point's clock; `delegation` is
     /// always set by the decision point itself.
@@ -55,6 +58,7 @@ impl AccessRequest {
             principal: parse_uid("principal", principal)?,
             action: parse_action(action)?,
             resource: parse_uid("resource", resource)?,
+            acting_for: None,
             context: Map::new(),
         })
     }

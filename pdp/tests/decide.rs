@@ -253,6 +253,30 @@ fn an_agent_is_allowed_only_when_it_and_its_user_are() {
 }
 
 #[test]
+fn an_agent_credential_naming_another_user_is_refused() {
+    let pdp = pdp();
+    let store = store(&pdp);
+    let mut r = request(
+        "acme",
+        r#"Agent::"acme-bot-reader""#,
+        "document:read",
+        r#"Document::"acme-public""#,
+    );
+    r.acting_for = Some(r#"User::"acme-ed""#.parse().unwrap());
+    assert_eq!(
+        decide(&pdp, &store, &r).effect,
+        Effect::Allow,
+        "acme-bot-reader acts for acme-ed"
+    );
+    r.acting_for = Some(r#"User::"acme-ada""#.parse().unwrap());
+    let d = decide(&pdp, &store, &r);
+    assert_eq!(
+        (d.effect, d.errors[0].code()),
+        (Effect::Deny, "delegation_mismatch")
+    );
+}
+
+#[test]
 fn the_delegation_context_comes_from_the_decision_point_not_the_caller() {
     let pdp = pdp();
     let store = store(&pdp);

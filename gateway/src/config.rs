@@ -1,0 +1,362 @@
+//! The gateway's configuration: one TOML file, with secrets and addresses overridable
+//! from the environment.
+//!
+//! Any string value may be a reference instead of a literal: `env:NAME` reads the
+//! environment variable `NAME`, `file:PATH` reads a file. The listen address can also be
+//! set with `GATEHOUSE_LISTEN`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration built into the binary: the demo tenants, run from the repository.
+pub const EMBEDDED_DEFAULTS: &str = include_str!("../defaults/gatehouse.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and the server's threads and shutdown.
+    pub server: ServerConfig,
+    /// The policy bundle.
+    pub policy: PolicyConfig,
+    /// Where entities come from.
+    pub entities: EntitiesConfig,
+    /// How the tenant of a request is found.
+    #[serde(default)]
+    pub tenancy: TenancyConfig,
+    /// How principals are authenticated.
+    pub identity: IdentityConfig,
+    /// The signed context forwarded to upstreams.
+    #[serde(default)]
+    pub forwarding: ForwardingConfig,
+    /// Upstream services by name.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Routes, matched in order.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RouteConfig>,
+    /// Tenant API keys for service clients.
+    #[serde(default, rename = "api_key")]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// A built-in echo upstream for the demo.
+    #[serde(default)]
+    pub demo: DemoConfig,
+}
+
+/// Listeners, threads and shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address the proxy listens on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Worker threads.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Seconds to keep serving in-flight requests after SIGTERM.
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: u64,
+}
+
+fn default_threads() -> usize {
+    2
+}
+
+fn default_grace() -> u64 {
+    5
+}
+
+/// The policy bundle.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The bundle directory (holding `bundle.toml`).
+    pub bundle: PathBuf,
+    /// How often to look for a changed bundle, in seconds (0: never).
+    #[serde(default = "default_reload")]
+    pub reload_interval_seconds: u64,
+}
+
+fn default_reload() -> u64 {
+    2
+}
+
+/// Where entities come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitiesConfig {
+    /// A Cedar entities JSON file, loaded into memory.
+    pub file: PathBuf,
+}
+
+/// How the tenant of a request is found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenancyConfig {
+    /// Host names `<tenant>.<base_domain>` name their tenant.
+    #[serde(default)]
+    pub base_domain: Option<String>,
+    /// The token claim that names the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+}
+
+impl Default for TenancyConfig {
+    fn default() -> Self {
+        Self {
+            base_domain: None,
+            tenant_claim: default_tenant_claim(),
+        }
+    }
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+
+/// Token verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The required `iss` claim.
+    pub issuer: String,
+    /// The required `aud` claim.
+    pub audience: String,
+    /// A JWKS file with the identity provider's public keys (RS256, ES256, EdDSA).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A shared secret for HS256 tokens: development only, and only with `allow_hs256`.
+    #[serde(default)]
+    pub hs256_secret: Option<String>,
+    /// Accept HS256 tokens signed with `hs256_secret`.
+    #[serde(default)]
+    pub allow_hs256: bool,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// The signed context forwarded to upstreams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingConfig {
+    /// An Ed25519 private key (PKCS#8 PEM); a fresh key per start when absent.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// How long a forwarded context is valid, in seconds.
+    #[serde(default = "default_context_lifetime")]
+    pub context_lifetime_seconds: u64,
+}
+
+impl Default for ForwardingConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            context_lifetime_seconds: default_context_lifetime(),
+        }
+    }
+}
+
+fn default_context_lifetime() -> u64 {
+    30
+}
+
+/// One upstream service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Its name, used by routes.
+    pub name: String,
+    /// `host:port` of a plain-HTTP server.
+    pub address: String,
+}
+
+/// One route: method and path pattern to a Cedar action and resource, and an upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// HTTP method, e.g. `GET`.
+    pub method: String,
+    /// Path pattern; `{id}` captures the resource id, e.g. `/documents/{id}`.
+    pub path: String,
+    /// The Cedar action id, e.g. `document:read`.
+    pub action: String,
+    /// The resource's entity type; `Tenant` means the request's tenant.
+    pub resource: String,
+    /// The upstream's name.
+    pub upstream: String,
+}
+
+/// A tenant API key for a service client, stored as the SHA-256 of the key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// The principal the key authenticates, e.g. `User::"acme-svc"`.
+    pub principal: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+}
+
+/// The demo's built-in upstream.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Serve an echo upstream on this address (it shows what the gateway forwards).
+    #[serde(default)]
+    pub echo_upstream: Option<String>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML does not parse or does not fit.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// Where the configuration came from.
+        origin: String,
+        /// What is wrong, with the line when known.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a configuration file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when unreadable, malformed or inconsistent.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a configuration, applies environment overrides and checks it.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when malformed or inconsistent.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            ConfigError::Parse {
+                origin: line.map_or(origin.to_string(), |l| format!("{origin}:{l}")),
+                message: e.message().to_string(),
+            }
+        })?;
+        if let Ok(listen) = std::env::var("GATEHOUSE_LISTEN") {
+            config.server.listen = listen;
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "server.listen {:?} is not host:port",
+                self.server.listen
+            ));
+        }
+        let upstreams: HashMap<&str, &UpstreamConfig> = self
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u))
+            .collect();
+        for u in &self.upstreams {
+            if u.address.parse::<SocketAddr>().is_err() {
+                return invalid(format!(
+                    "upstream {} address {:?} is not host:port",
+                    u.name, u.address
+                ));
+            }
+        }
+        for r in &self.routes {
+            if !upstreams.contains_key(r.upstream.as_str()) {
+                return invalid(format!(
+                    "route {} {} names unknown upstream {:?}",
+                    r.method, r.path, r.upstream
+                ));
+            }
+        }
+        if self.identity.allow_hs256 && self.identity.hs256_secret.is_none() {
+            return invalid("identity.allow_hs256 needs identity.hs256_secret".into());
+        }
+        Ok(())
+    }
+}
+
+/// Resolves `env:NAME` and `file:PATH` references; anything else is a literal.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the missing variable or file (never its value).
+pub fn resolve_secret(value: &str) -> Result<String, ConfigError> {
+    if let Some(name) = value.strip_prefix("env:") {
+        return std::env::var(name)
+            .map_err(|_| ConfigError::Invalid(format!("environment variable {name} is not set")));
+    }
+    if let Some(path) = value.strip_prefix("file:") {
+        return std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_string())
+            .map_err(|e| ConfigError::Invalid(format!("cannot read {path}: {e}")));
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let config = Config::parse(EMBEDDED_DEFAULTS, "embedded").unwrap();
+        assert!(!config.routes.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_line_and_unknown_upstreams_are_refused() {
+        let broken = EMBEDDED_DEFAULTS.replace("[server]", "[server]\nbogus = 1");
+        let err = Config::parse(&broken, "x.toml").unwrap_err().to_string();
+        assert!(err.starts_with("x.toml:"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+        let dangling =
+            EMBEDDED_DEFAULTS.replacen("upstream = \"app\"", "upstream = \"nowhere\"", 1);
+        let err = Config::parse(&dangling, "x.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown upstream \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_or_a_file() {
+        assert_eq!(resolve_secret("literal").unwrap(), "literal");
+        let err = resolve_secret("env:GATEHOUSE_TEST_SURELY_UNSET")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GATEHOUSE_TEST_SURELY_UNSET"), "{err}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "s3cret\n").unwrap();
+        assert_eq!(
+            resolve_secret(&format!("file:{}", file.path().display())).unwrap(),
+            "s3cret"
+        );
+    }
+}

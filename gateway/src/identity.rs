@@ -1,0 +1,270 @@
+//! Who is calling: bearer tokens (JWT) and tenant API keys.
+//!
+//! Tokens are verified against the identity provider's JWKS (RS256, ES256, EdDSA), with
+//! issuer, audience, expiry and not-before checks. HS256 with a shared secret exists for
+//! development only and must be switched on. A token's algorithm must be the one of the
+//! key it names, so an RS256 public key can never be used as an HS256 secret, and
+//! `alg: none` is not an algorithm here at all.
+
+use std::collections::HashMap;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use gatehouse_core::TenantId;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{ApiKeyConfig, ConfigError, IdentityConfig, resolve_secret};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `User::"…"` or, for an agent token, `Agent::"…"`.
+    pub uid: EntityUid,
+    /// For an agent: the user it acts for (the token's `sub`).
+    pub acting_for: Option<EntityUid>,
+    /// The tenant the credential names, if any.
+    pub tenant: Option<TenantId>,
+    /// The session passed a second factor (`amr` contains `mfa`).
+    pub mfa: bool,
+}
+
+/// Why a credential was refused. Shown to clients only as a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header and no API key.
+    #[error("missing credentials")]
+    Missing,
+    /// Not a usable token: bad signature, wrong algorithm, expired, wrong audience, ….
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// An API key that is not known.
+    #[error("invalid API key")]
+    InvalidApiKey,
+}
+
+impl AuthError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_credentials",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidApiKey => "invalid_api_key",
+        }
+    }
+}
+
+/// The claims Gatehouse reads.
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    amr: Vec<String>,
+    #[serde(flatten)]
+    rest: HashMap<String, serde_json::Value>,
+}
+
+/// Verifies credentials.
+pub struct Authenticator {
+    keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
+    validation: Validation,
+    tenant_claim: String,
+    api_keys: HashMap<String, (TenantId, EntityUid)>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// Builds the verifier from the identity configuration and the API keys.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an unreadable JWKS, an unsupported key or a bad API key entry.
+    pub fn new(
+        config: &IdentityConfig,
+        tenant_claim: &str,
+        api_keys: &[ApiKeyConfig],
+    ) -> Result<Self, ConfigError> {
+        let mut keys = Vec::new();
+        if let Some(path) = &config.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Invalid(format!("jwks_file {}: {e}", path.display())))?;
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| ConfigError::Invalid(format!("jwks_file {}: {e}", path.display())))?;
+            for jwk in &set.keys {
+                let key = DecodingKey::from_jwk(jwk)
+                    .map_err(|e| ConfigError::Invalid(format!("jwks key: {e}")))?;
+                let alg = key_algorithm(jwk)?;
+                keys.push((jwk.common.key_id.clone(), alg, key));
+            }
+        }
+        if config.allow_hs256 {
+            let secret = resolve_secret(config.hs256_secret.as_deref().unwrap_or_default())?;
+            keys.push((
+                None,
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.as_bytes()),
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&config.issuer]);
+        validation.set_audience(&[&config.audience]);
+        validation.leeway = config.leeway_seconds;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let mut by_hash = HashMap::new();
+        for k in api_keys {
+            let tenant =
+                TenantId::parse(&k.tenant).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            let uid: EntityUid = k
+                .principal
+                .parse()
+                .map_err(|e| ConfigError::Invalid(format!("api_key principal: {e}")))?;
+            by_hash.insert(k.sha256.to_ascii_lowercase(), (tenant, uid));
+        }
+        Ok(Self {
+            keys,
+            validation,
+            tenant_claim: tenant_claim.to_string(),
+            api_keys: by_hash,
+        })
+    }
+
+    /// Authenticates a request from its `Authorization` and `X-Api-Key` headers.
+    ///
+    /// # Errors
+    /// [`AuthError`] when no credential is given or the one given is not valid.
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        api_key: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        if let Some(key) = api_key {
+            return self.api_key(key);
+        }
+        let token = authorization
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .ok_or(AuthError::Missing)?;
+        self.token(token.trim())
+    }
+
+    fn api_key(&self, key: &str) -> Result<Principal, AuthError> {
+        let digest = format!("{:x}", Sha256::digest(key.as_bytes()));
+        let (tenant, uid) = self.api_keys.get(&digest).ok_or(AuthError::InvalidApiKey)?;
+        Ok(Principal {
+            uid: uid.clone(),
+            acting_for: None,
+            tenant: Some(tenant.clone()),
+            mfa: false,
+        })
+    }
+
+    fn token(&self, token: &str) -> Result<Principal, AuthError> {
+        let invalid = |m: String| AuthError::InvalidToken(m);
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
+        let (_, alg, key) = self
+            .keys
+            .iter()
+            .find(|(kid, alg, _)| *alg == header.alg && (kid.is_none() || *kid == header.kid))
+            .ok_or_else(|| invalid(format!("no key for algorithm {:?}", header.alg)))?;
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![*alg];
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+            .map_err(|e| invalid(e.to_string()))?
+            .claims;
+        let tenant = match claims.rest.get(&self.tenant_claim) {
+            None => None,
+            Some(serde_json::Value::String(t)) => {
+                Some(TenantId::parse(t).map_err(|e| invalid(e.to_string()))?)
+            }
+            Some(_) => return Err(invalid("the tenant claim is not a string".into())),
+        };
+        let user = uid("User", &claims.sub);
+        let (principal, acting_for) = match claims.agent {
+            Some(agent) => (uid("Agent", &agent), Some(user)),
+            None => (user, None),
+        };
+        Ok(Principal {
+            uid: principal,
+            acting_for,
+            tenant,
+            mfa: claims.amr.iter().any(|m| m == "mfa"),
+        })
+    }
+}
+
+/// A development token: HS256 with the configured secret, valid for an hour.
+///
+/// # Errors
+/// [`ConfigError`] unless `allow_hs256` is on and the secret resolves.
+pub fn dev_token(
+    config: &IdentityConfig,
+    user: &str,
+    tenant: &str,
+    agent: Option<&str>,
+    mfa: bool,
+) -> Result<String, ConfigError> {
+    if !config.allow_hs256 {
+        return Err(ConfigError::Invalid(
+            "dev tokens need identity.allow_hs256 = true".into(),
+        ));
+    }
+    let secret = resolve_secret(config.hs256_secret.as_deref().unwrap_or_default())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut claims = serde_json::json!({
+        "iss": config.issuer, "aud": config.audience, "sub": user, "tenant": tenant,
+        "iat": now, "exp": now + 3600,
+    });
+    if let Some(agent) = agent {
+        claims["agent"] = agent.into();
+    }
+    if mfa {
+        claims["amr"] = serde_json::json!(["pwd", "mfa"]);
+    }
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// The algorithm a JWK is for: its `alg`, or the one its key type implies.
+fn key_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Algorithm, ConfigError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
+    let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+        (Some(KeyAlgorithm::RS256), _) | (None, AlgorithmParameters::RSA(_)) => Algorithm::RS256,
+        (Some(KeyAlgorithm::ES256), _) => Algorithm::ES256,
+        (None, AlgorithmParameters::EllipticCurve(p)) if p.curve == EllipticCurve::P256 => {
+            Algorithm::ES256
+        }
+        (Some(KeyAlgorithm::EdDSA), _) | (None, AlgorithmParameters::OctetKeyPair(_)) => {
+            Algorithm::EdDSA
+        }
+        (other, _) => {
+            return Err(ConfigError::Invalid(format!(
+                "jwks key {:?}: unsupported algorithm {other:?} (RS256, ES256, EdDSA)",
+                jwk.common.key_id
+            )));
+        }
+    };
+    Ok(alg)
+}
+
+fn uid(kind: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(
+        kind.parse::<EntityTypeName>()
+            .expect("User and Agent are valid type names"),
+        EntityId::new(id),
+    )
+}

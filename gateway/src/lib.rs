@@ -1,0 +1,23 @@
+//! The `gatehouse` server: a Pingora reverse proxy that decides every request with Cedar
+//! before it reaches an upstream.
+//!
+//! A request goes through the phases of [`proxy::Gateway`], in order:
+//! 1. **tenant** ([`tenant`]): from the host's subdomain or the credential's claim; both
+//!    present and different is a 403;
+//! 2. **principal** ([`identity`]): a verified JWT (user or agent acting for a user) or a
+//!    tenant API key;
+//! 3. **route** ([`routes`]): method and path to a Cedar action, resource and upstream; no
+//!    route, no passage;
+//! 4. **decide**: the decision point ([`gatehouse_pdp`]); a deny is a 403 JSON error with
+//!    the decision id, a decision that cannot be made a 503;
+//! 5. **forward**: the allowed request goes upstream with a signed context header
+//!    ([`gatehouse_core::forwarded`]) and the W3C `traceparent` ([`trace`]).
+
+pub mod config;
+pub mod echo;
+pub mod identity;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod tenant;
+pub mod trace;

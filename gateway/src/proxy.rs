@@ -1,0 +1,368 @@
+//! The request path, as Pingora phases: every request is admitted (tenant → principal →
+//! route → decision) in `request_filter` or answered there with a JSON error; only an
+//! allowed request reaches `upstream_peer` and `upstream_request_filter`, which forward it
+//! with the signed context.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use gatehouse_core::TenantId;
+use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
+use gatehouse_pdp::{AccessRequest, Decision, DecisionError, MemoryStore, Pdp};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::{HttpPeer, Result};
+use pingora::proxy::{ProxyHttp, Session};
+use serde_json::{Value, json};
+
+use crate::identity::{Authenticator, Principal};
+use crate::routes::{RouteError, Routes};
+use crate::tenant;
+use crate::trace::TraceContext;
+
+/// Everything a request needs, shared by all requests.
+pub struct Gateway {
+    /// The decision point (and, through it, the current bundle).
+    pub pdp: Arc<Pdp>,
+    /// Where entities come from.
+    pub store: Arc<MemoryStore>,
+    /// Verifies credentials.
+    pub auth: Authenticator,
+    /// The routes.
+    pub routes: Routes,
+    /// `<tenant>.<base_domain>` host names.
+    pub base_domain: Option<String>,
+    /// Signs the forwarded context.
+    pub signer: ContextSigner,
+}
+
+/// What one request has been through, for forwarding and the log line.
+#[derive(Debug, Default)]
+pub struct RequestState {
+    started: Option<Instant>,
+    trace: Option<TraceContext>,
+    tenant: Option<TenantId>,
+    principal: Option<String>,
+    action: Option<String>,
+    resource: Option<String>,
+    decision_id: Option<String>,
+    decision: Option<&'static str>,
+    code: Option<&'static str>,
+    upstream: Option<SocketAddr>,
+    forwarded: Option<String>,
+}
+
+/// A request answered by the gateway itself.
+struct Refusal {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestState;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestState {
+            started: Some(Instant::now()),
+            ..RequestState::default()
+        }
+    }
+
+    /// Admits the request or answers it: health, tenant, principal, route, decision.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let trace = TraceContext::continue_or_start(header(session, "traceparent"));
+        ctx.trace = Some(trace);
+        if let Some(body) = self.health(session.req_header().uri.path()) {
+            respond(session, 200, &body).await?;
+            return Ok(true);
+        }
+        match self.admit(session, ctx).await {
+            Ok(()) => Ok(false),
+            Err(refusal) => {
+                ctx.code = Some(refusal.code);
+                let body = json!({ "error": {
+                    "code": refusal.code,
+                    "message": refusal.message,
+                    "decision_id": ctx.decision_id,
+                    "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
+                }});
+                respond(session, refusal.status, &body).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        // INVARIANT: request_filter only lets a request through after setting its upstream.
+        let upstream = ctx.upstream.ok_or_else(|| {
+            pingora::Error::explain(
+                pingora::ErrorType::InternalError,
+                "request reached upstream_peer unadmitted",
+            )
+        })?;
+        Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
+    }
+
+    /// Replaces any client-sent context with the signed one, and passes the trace on.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        upstream_request.remove_header(CONTEXT_HEADER);
+        if let Some(signed) = ctx.forwarded.take() {
+            upstream_request.insert_header(CONTEXT_HEADER, signed)?;
+        }
+        if let Some(trace) = &ctx.trace {
+            upstream_request.insert_header("traceparent", trace.header())?;
+        }
+        Ok(())
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        error: Option<&pingora::Error>,
+        ctx: &mut Self::CTX,
+    ) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.map_or(0, |s| s.elapsed().as_micros());
+        tracing::info!(
+            target: "gatehouse::request",
+            tenant = ctx.tenant.as_ref().map(TenantId::as_str),
+            trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str()),
+            method = %session.req_header().method,
+            path = session.req_header().uri.path(),
+            principal = ctx.principal.as_deref(),
+            action = ctx.action.as_deref(),
+            resource = ctx.resource.as_deref(),
+            decision = ctx.decision,
+            decision_id = ctx.decision_id.as_deref(),
+            code = ctx.code,
+            status,
+            elapsed_us = elapsed as u64,
+            error = error.map(|e| e.to_string()),
+        );
+    }
+}
+
+impl Gateway {
+    fn health(&self, path: &str) -> Option<Value> {
+        match path {
+            "/healthz" => Some(json!({ "status": "ok" })),
+            "/readyz" => {
+                let bundle = self.pdp.bundle().snapshot();
+                let id = bundle.id();
+                Some(
+                    json!({ "ready": true, "bundle": { "name": &*id.name, "version": &*id.version, "hash": &*id.hash } }),
+                )
+            }
+            _ => None,
+        }
+    }
+
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestState,
+    ) -> std::result::Result<(), Refusal> {
+        let principal = self
+            .auth
+            .authenticate(
+                header(session, "authorization"),
+                header(session, "x-api-key"),
+            )
+            .map_err(|e| Refusal::new(401, e.code(), e.to_string()))?;
+        ctx.principal = Some(principal.uid.to_string());
+        let host = header(session, "host").or_else(|| session.req_header().uri.host());
+        let tenant = tenant::from_host(host, self.base_domain.as_deref())
+            .and_then(|from_host| tenant::resolve(from_host, principal.tenant.clone()))
+            .map_err(|e| Refusal::new(403, e.code(), e.to_string()))?;
+        ctx.tenant = Some(tenant.clone());
+        if self.store.tenant_len(&tenant) == 0 {
+            return Err(Refusal::new(404, "unknown_tenant", "no such tenant"));
+        }
+        let req = session.req_header();
+        let matched = self
+            .routes
+            .find(&req.method, req.uri.path(), &tenant)
+            .map_err(|e| match e {
+                RouteError::NoRoute => Refusal::new(404, "no_route", e.to_string()),
+                RouteError::BadId => Refusal::new(400, "bad_resource_id", e.to_string()),
+            })?;
+        ctx.action = Some(matched.route.action.to_string());
+        ctx.resource = Some(matched.resource.to_string());
+        let request = access_request(
+            session,
+            &tenant,
+            &principal,
+            matched.route.action.clone(),
+            matched.resource,
+        );
+        let decision = self.pdp.decide(&*self.store, &request).await;
+        let decision_id = new_decision_id();
+        ctx.decision_id = Some(decision_id.clone());
+        ctx.decision = Some(if decision.is_allowed() {
+            "allow"
+        } else {
+            "deny"
+        });
+        if !decision.is_allowed() {
+            return Err(refusal_for(&decision));
+        }
+        let forwarded = ForwardedContext {
+            tenant,
+            principal: request.principal.to_string(),
+            acting_for: principal.acting_for.map(|u| u.to_string()),
+            action: request.action.to_string(),
+            resource: request.resource.to_string(),
+            decision_id,
+            trace_id: ctx
+                .trace
+                .as_ref()
+                .map(|t| t.trace_id.clone())
+                .unwrap_or_default(),
+        };
+        let signed = self
+            .signer
+            .sign(&forwarded, SystemTime::now())
+            .map_err(|_| {
+                Refusal::new(
+                    503,
+                    "signing_failed",
+                    "the gateway cannot sign the forwarded context",
+                )
+            })?;
+        ctx.forwarded = Some(signed);
+        ctx.upstream = Some(matched.route.upstream);
+        Ok(())
+    }
+}
+
+/// The request for the decision point. The context carries only what the gateway
+/// established itself: MFA from the token, the client address.
+fn access_request(
+    session: &Session,
+    tenant: &TenantId,
+    principal: &Principal,
+    action: cedar_policy::EntityUid,
+    resource: cedar_policy::EntityUid,
+) -> AccessRequest {
+    let mut context = serde_json::Map::new();
+    context.insert("mfa".into(), Value::Bool(principal.mfa));
+    if let Some(ip) = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+    {
+        context.insert("source_ip".into(), Value::String(ip.to_string()));
+    }
+    AccessRequest {
+        tenant: tenant.clone(),
+        principal: principal.uid.clone(),
+        action,
+        resource,
+        acting_for: principal.acting_for.clone(),
+        context,
+    }
+}
+
+/// A deny: 503 when the decision point could not decide (fail closed), 403 otherwise.
+fn refusal_for(decision: &Decision) -> Refusal {
+    let unavailable = decision
+        .errors
+        .iter()
+        .any(|e| matches!(e, DecisionError::StoreUnavailable { .. }));
+    if unavailable {
+        return Refusal::new(
+            503,
+            "decision_unavailable",
+            "the decision point cannot decide right now",
+        );
+    }
+    let suspended = decision
+        .determining_policies
+        .iter()
+        .any(|p| p == "tenant-suspended");
+    let code = match decision.errors.first() {
+        None if suspended => "tenant_suspended",
+        None => "forbidden",
+        Some(e) => e.code(),
+    };
+    Refusal::new(403, code, "the request is not allowed")
+}
+
+/// A time-ordered, unique decision id (UUIDv7 layout: 48 bits of milliseconds, then random).
+fn new_decision_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let random: u128 = rand::random();
+    let value = (u128::from(millis) << 80)
+        | (0x7 << 76)
+        | (random & 0x0fff_3fff_ffff_ffff_ffff)
+        | (0x8 << 60);
+    let hex = format!("{value:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn respond(session: &mut Session, status: u16, body: &Value) -> Result<()> {
+    let body = Bytes::from(body.to_string());
+    let mut response = ResponseHeader::build(status, Some(3))?;
+    response.insert_header("content-type", "application/json")?;
+    response.set_content_length(body.len())?;
+    session
+        .write_response_header(Box::new(response), false)
+        .await?;
+    session.write_response_body(Some(body), true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_ids_are_uuid_v7_and_ordered() {
+        let a = new_decision_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_decision_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7", "{a}");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,439 @@
+//! A real gateway for tests: the `gatehouse` binary on a free port, with a real HTTP
+//! upstream that records what reaches it, keys made with openssl, and a copy of the
+//! repository's policy bundle that a test may change.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_core::forwarded::ContextVerifier;
+use serde_json::{Value, json};
+
+pub const ISSUER: &str = "https://id.test";
+pub const AUDIENCE: &str = "gatehouse-test";
+pub const HS256_SECRET: &str = "test-only-hs256-secret";
+pub const API_KEY: &str = "acme-service-key-1";
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub request_line: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain HTTP/1.1 server that answers 200 and records every request head.
+pub struct Upstream {
+    pub port: u16,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Upstream {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve(stream, &log));
+            }
+        });
+        Self { port, received }
+    }
+
+    pub fn take(&self) -> Vec<Received> {
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+}
+
+fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        log.lock().unwrap().push(Received {
+            request_line: request_line.trim_end().to_string(),
+            headers,
+        });
+        let body = r#"{"upstream":"ok"}"#;
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The identity provider's keys, made with openssl, as PEM files and a JWKS.
+pub struct IdpKeys {
+    pub rsa_pem: Vec<u8>,
+    pub rsa_public_pem: Vec<u8>,
+    pub ec_pem: Vec<u8>,
+    pub ed_pem: Vec<u8>,
+    pub jwks: Value,
+}
+
+fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+impl IdpKeys {
+    fn generate(dir: &Path) -> Self {
+        let genpkey = |name: &str, args: &[&str]| {
+            let mut all = vec!["genpkey", "-out", name];
+            all.extend_from_slice(args);
+            openssl(&all, dir);
+            std::fs::read(dir.join(name)).unwrap()
+        };
+        let rsa_pem = genpkey(
+            "rsa.pem",
+            &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+        );
+        let ec_pem = genpkey(
+            "ec.pem",
+            &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        );
+        let ed_pem = genpkey("ed.pem", &["-algorithm", "ed25519"]);
+        let rsa_public_pem = openssl(&["pkey", "-in", "rsa.pem", "-pubout"], dir);
+        let modulus = String::from_utf8(openssl(
+            &["rsa", "-in", "rsa.pem", "-noout", "-modulus"],
+            dir,
+        ))
+        .unwrap();
+        let modulus = hex_bytes(modulus.trim().trim_start_matches("Modulus="));
+        let ec_der = openssl(
+            &["pkey", "-in", "ec.pem", "-pubout", "-outform", "DER"],
+            dir,
+        );
+        let point = &ec_der[ec_der.len() - 64..];
+        let ed_der = openssl(
+            &["pkey", "-in", "ed.pem", "-pubout", "-outform", "DER"],
+            dir,
+        );
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let jwks = json!({ "keys": [
+            { "kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig", "n": b64(&modulus), "e": "AQAB" },
+            { "kty": "EC", "kid": "ec-1", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(&point[..32]), "y": b64(&point[32..]) },
+            { "kty": "OKP", "kid": "ed-1", "alg": "EdDSA", "use": "sig", "crv": "Ed25519", "x": b64(&ed_der[ed_der.len() - 32..]) },
+        ]});
+        Self {
+            rsa_pem,
+            rsa_public_pem,
+            ec_pem,
+            ed_pem,
+            jwks,
+        }
+    }
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims for `user` in `tenant`, valid for ten minutes.
+pub fn claims(user: &str, tenant: &str) -> Value {
+    json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": user, "tenant": tenant, "iat": now(), "exp": now() + 600 })
+}
+
+/// A running gateway and its upstream.
+pub struct Gateway {
+    child: Child,
+    pub base: String,
+    pub upstream: Upstream,
+    pub dir: tempfile::TempDir,
+    pub keys: IdpKeys,
+    pub verifier: ContextVerifier,
+    pub client: reqwest::blocking::Client,
+    pub stderr_path: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+impl Gateway {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("policies"), &dir.path().join("policies"));
+        copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
+        let keys = IdpKeys::generate(dir.path());
+        std::fs::write(dir.path().join("jwks.json"), keys.jwks.to_string()).unwrap();
+        openssl(
+            &["genpkey", "-algorithm", "ed25519", "-out", "context.pem"],
+            dir.path(),
+        );
+        let context_pem = std::fs::read_to_string(dir.path().join("context.pem")).unwrap();
+        let public = openssl(&["pkey", "-in", "context.pem", "-pubout"], dir.path());
+        let verifier =
+            ContextVerifier::from_public_pem(std::str::from_utf8(&public).unwrap()).unwrap();
+        assert!(context_pem.contains("PRIVATE KEY"));
+
+        let upstream = Upstream::start();
+        let port = free_port();
+        let api_key_hash = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(API_KEY.as_bytes()))
+        };
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+threads = 2
+grace_period_seconds = 0
+
+[policy]
+bundle = "{dir}/policies"
+reload_interval_seconds = 1
+
+[entities]
+file = "{fixture}"
+
+[tenancy]
+base_domain = "gatehouse.test"
+
+[identity]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "{dir}/jwks.json"
+allow_hs256 = true
+hs256_secret = "env:TEST_HS256_SECRET"
+leeway_seconds = 0
+
+[forwarding]
+signing_key = "file:{dir}/context.pem"
+
+[[upstream]]
+name = "app"
+address = "127.0.0.1:{upstream}"
+
+[[api_key]]
+tenant = "acme"
+principal = 'User::"acme-ed"'
+sha256 = "{api_key_hash}"
+
+[[route]]
+method = "GET"
+path = "/documents/{{id}}"
+action = "document:read"
+resource = "Document"
+upstream = "app"
+
+[[route]]
+method = "DELETE"
+path = "/documents/{{id}}"
+action = "document:delete"
+resource = "Document"
+upstream = "app"
+
+[[route]]
+method = "GET"
+path = "/search"
+action = "search:query"
+resource = "Tenant"
+upstream = "app"
+"#,
+            dir = dir.path().display(),
+            fixture = repo()
+                .join("policy-tests/fixtures/three-tenants.json")
+                .display(),
+            upstream = upstream.port,
+        );
+        let config_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let stderr_path = dir.path().join("gatehouse.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--config")
+            .arg(&config_path)
+            .env("TEST_HS256_SECRET", HS256_SECRET)
+            .stdout(std::fs::File::create(&stderr_path).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let gateway = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            upstream,
+            dir,
+            keys,
+            verifier,
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            stderr_path,
+        };
+        gateway.wait_ready();
+        gateway
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send()
+                && r.status() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the gateway did not become healthy; log:\n{}",
+            std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        );
+    }
+
+    /// An HS256 token with these claims.
+    pub fn hs256(&self, claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(HS256_SECRET.as_bytes());
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            claims,
+            &key,
+        )
+        .unwrap()
+    }
+
+    /// A token signed by one of the IdP's keys (`rsa-1`, `ec-1`, `ed-1`).
+    pub fn signed(&self, kid: &str, claims: &Value) -> String {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let (alg, key) = match kid {
+            "rsa-1" => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&self.keys.rsa_pem).unwrap(),
+            ),
+            "ec-1" => (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(&self.keys.ec_pem).unwrap(),
+            ),
+            "ed-1" => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(&self.keys.ed_pem).unwrap(),
+            ),
+            other => panic!("no key {other}"),
+        };
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.to_string());
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    /// A token for `user` in `tenant`.
+    pub fn token(&self, user: &str, tenant: &str) -> String {
+        self.hs256(&claims(user, tenant))
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, &[])
+    }
+
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
