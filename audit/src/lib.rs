@@ -1,0 +1,20 @@
+//! Gatehouse's audit log.
+//!
+//! - [`AuditRecord`]: one decision, allow or deny, with everything needed to answer "who
+//!   did or tried what, decided by which policies of which bundle".
+//! - [`AuditStore`]: the PostgreSQL table (`schemas/sql/0001_audit.sql`): append-only for
+//!   the application role and guarded by triggers; each tenant's records form a hash chain
+//!   (`hash = sha256(prev_hash || canonical record)`), so [`AuditStore::verify`] finds any
+//!   record that was changed, removed or inserted afterwards. Queries by tenant,
+//!   principal, action, resource, decision, policy and time.
+//! - [`AuditWriter`]: batches records to the store from a background task; while
+//!   PostgreSQL is unreachable, batches go to a local spool file and are replayed, in
+//!   order and exactly once, when it is back.
+
+mod record;
+mod store;
+mod writer;
+
+pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
+pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport, migrate};
+pub use writer::{AuditWorker, AuditWriter, WriterConfig};

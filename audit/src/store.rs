@@ -1,0 +1,346 @@
+//! The audit table in PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use gatehouse_core::TenantId;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use crate::record::{AuditRecord, GENESIS_HASH, chain_hash};
+
+/// The audit schema migrations, in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schemas/sql/0001_audit.sql"))];
+
+/// Why the audit store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// PostgreSQL could not be reached or refused the statement.
+    #[error("audit store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored record does not parse.
+    #[error("audit store: corrupt record at seq {seq}: {message}")]
+    Corrupt {
+        /// Its sequence number.
+        seq: i64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Applies the audit migrations not applied yet. Run as the owner of the tables.
+///
+/// # Errors
+/// [`AuditError::Database`] when a migration fails (it is rolled back).
+pub async fn migrate(pool: &PgPool) -> Result<(), AuditError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS gatehouse_migrations (component text, version bigint, applied_at timestamptz DEFAULT now(), PRIMARY KEY (component, version))",
+    )
+    .execute(pool)
+    .await?;
+    for (version, sql) in MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7425001)")
+            .execute(&mut *tx)
+            .await?;
+        let done: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM gatehouse_migrations WHERE component = 'audit' AND version = $1",
+        )
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if done.is_none() {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query(
+                "INSERT INTO gatehouse_migrations (component, version) VALUES ('audit', $1)",
+            )
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// A record as stored, with its place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Its position in the tenant's chain, from 1.
+    pub seq: i64,
+    /// The record.
+    pub record: AuditRecord,
+}
+
+/// What to look for. Every query is scoped to one tenant.
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    /// The tenant (required).
+    pub tenant: TenantId,
+    /// Exact principal uid.
+    pub principal: Option<String>,
+    /// Exact action uid.
+    pub action: Option<String>,
+    /// Exact resource uid.
+    pub resource: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    /// A policy id among the determining policies.
+    pub policy: Option<String>,
+    /// From this time (inclusive), microseconds since 1970.
+    pub since_us: Option<i64>,
+    /// Until this time (exclusive), microseconds since 1970.
+    pub until_us: Option<i64>,
+    /// At most this many records, newest last.
+    pub limit: i64,
+}
+
+impl AuditQuery {
+    /// Everything of `tenant`, up to 1,000 records.
+    pub fn tenant(tenant: TenantId) -> Self {
+        Self {
+            tenant,
+            principal: None,
+            action: None,
+            resource: None,
+            decision: None,
+            policy: None,
+            since_us: None,
+            until_us: None,
+            limit: 1_000,
+        }
+    }
+}
+
+/// The result of checking a tenant's chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Records checked.
+    pub records: i64,
+    /// The first broken link: its sequence number and what is wrong.
+    pub broken: Option<(i64, String)>,
+}
+
+/// The audit table.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    pool: PgPool,
+}
+
+impl AuditStore {
+    /// The store behind `pool` (connected as the application role, or an auditor's role).
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Appends records, chaining each tenant's after its last one. Records whose id is
+    /// already stored are skipped, so a replayed batch is never written twice.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`]; nothing of the failing tenant's batch is written.
+    pub async fn append(&self, records: &[AuditRecord]) -> Result<usize, AuditError> {
+        let mut by_tenant: BTreeMap<&TenantId, Vec<&AuditRecord>> = BTreeMap::new();
+        for r in records {
+            by_tenant.entry(&r.tenant).or_default().push(r);
+        }
+        let mut written = 0;
+        for (tenant, batch) in by_tenant {
+            written += self.append_tenant(tenant, &batch).await?;
+        }
+        Ok(written)
+    }
+
+    async fn append_tenant(
+        &self,
+        tenant: &TenantId,
+        batch: &[&AuditRecord],
+    ) -> Result<usize, AuditError> {
+        let mut tx = self.pool.begin().await?;
+        // One writer per tenant chain at a time, across gateway replicas.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7425))")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT id::text FROM audit_log WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let head = sqlx::query(
+            "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (mut seq, mut prev): (i64, Vec<u8>) = match head {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, GENESIS_HASH.to_vec()),
+        };
+        let fresh: Vec<&&AuditRecord> =
+            batch.iter().filter(|r| !existing.contains(&r.id)).collect();
+        if fresh.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, record, canonical, prev_hash, hash) ",
+        );
+        insert.push_values(&fresh, |mut row, record| {
+            seq += 1;
+            let canonical = record.canonical();
+            let hash = chain_hash(&prev, &canonical);
+            row.push_bind(tenant.as_str())
+                .push_bind(seq)
+                .push_bind(record.id.clone())
+                .push_unseparated("::uuid")
+                .push_bind(record.time_us)
+                .push_bind(record.trace_id.clone())
+                .push_bind(record.principal.clone())
+                .push_bind(record.action.clone())
+                .push_bind(record.resource.clone())
+                .push_bind(record.decision.clone())
+                .push_bind(sqlx::types::Json((**record).clone()))
+                .push_bind(canonical)
+                .push_bind(prev.clone())
+                .push_bind(hash.to_vec());
+            prev = hash.to_vec();
+        });
+        insert.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(fresh.len())
+    }
+
+    /// Records matching `query`, oldest first.
+    ///
+    /// # Errors
+    /// [`AuditError`] on a database failure or a corrupt record.
+    pub async fn query(&self, query: &AuditQuery) -> Result<Vec<StoredRecord>, AuditError> {
+        let mut sql: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT seq, canonical FROM audit_log WHERE tenant_id = ");
+        sql.push_bind(query.tenant.as_str());
+        let exact = [
+            ("principal", &query.principal),
+            ("action", &query.action),
+            ("resource", &query.resource),
+            ("decision", &query.decision),
+        ];
+        for (column, value) in exact {
+            if let Some(value) = value {
+                sql.push(format_args!(" AND {column} = "))
+                    .push_bind(value.clone());
+            }
+        }
+        if let Some(policy) = &query.policy {
+            sql.push(" AND record -> 'determining_policies' ? ")
+                .push_bind(policy.clone());
+        }
+        if let Some(since) = query.since_us {
+            sql.push(" AND time_us >= ").push_bind(since);
+        }
+        if let Some(until) = query.until_us {
+            sql.push(" AND time_us < ").push_bind(until);
+        }
+        sql.push(" ORDER BY seq DESC LIMIT ").push_bind(query.limit);
+        let rows = sql.build().fetch_all(&self.pool).await?;
+        let mut out = rows
+            .into_iter()
+            .map(|row| {
+                let seq: i64 = row.try_get(0)?;
+                let canonical: String = row.try_get(1)?;
+                let record = serde_json::from_str(&canonical).map_err(|e| AuditError::Corrupt {
+                    seq,
+                    message: e.to_string(),
+                })?;
+                Ok(StoredRecord { seq, record })
+            })
+            .collect::<Result<Vec<_>, AuditError>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The tenants that have audit records.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, AuditError> {
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM audit_log ORDER BY 1")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(names
+            .iter()
+            .filter_map(|n| TenantId::parse(n).ok())
+            .collect())
+    }
+
+    /// Walks `tenant`'s chain from its first record: every hash must follow from the
+    /// previous one and the record's canonical text, sequence numbers must have no gap,
+    /// and the indexed columns must say what the canonical record says.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`] when the chain cannot be read (a broken chain is not an
+    /// error: it is reported in [`VerifyReport::broken`]).
+    pub async fn verify(&self, tenant: &TenantId) -> Result<VerifyReport, AuditError> {
+        let rows = sqlx::query(
+            "SELECT seq, id::text, time_us, principal, action, resource, decision, canonical, prev_hash, hash \
+             FROM audit_log WHERE tenant_id = $1 ORDER BY seq",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut prev = GENESIS_HASH.to_vec();
+        let mut count = 0;
+        for (expected_seq, row) in (1..).zip(rows) {
+            count = expected_seq;
+            let seq: i64 = row.try_get(0)?;
+            let broken = |why: &str| Ok(report(tenant, count, Some((seq, why.to_string()))));
+            if seq != expected_seq {
+                return broken(&format!("expected seq {expected_seq}: a record is missing"));
+            }
+            let stored_prev: Vec<u8> = row.try_get(8)?;
+            let stored_hash: Vec<u8> = row.try_get(9)?;
+            let canonical: String = row.try_get(7)?;
+            if stored_prev != prev {
+                return broken("prev_hash does not match the previous record's hash");
+            }
+            if stored_hash != chain_hash(&prev, &canonical) {
+                return broken("hash does not match the record: the record was altered");
+            }
+            let Ok(record) = serde_json::from_str::<AuditRecord>(&canonical) else {
+                return broken("the canonical record does not parse");
+            };
+            let columns: (String, i64, String, String, String, String) = (
+                row.try_get(1)?,
+                row.try_get(2)?,
+                row.try_get(3)?,
+                row.try_get(4)?,
+                row.try_get(5)?,
+                row.try_get(6)?,
+            );
+            let from_record = (
+                record.id.clone(),
+                record.time_us,
+                record.principal,
+                record.action,
+                record.resource,
+                record.decision,
+            );
+            if columns != from_record || record.tenant != *tenant {
+                return broken("the indexed columns differ from the hashed record");
+            }
+            prev = stored_hash;
+        }
+        Ok(report(tenant, count, None))
+    }
+}
+
+fn report(tenant: &TenantId, records: i64, broken: Option<(i64, String)>) -> VerifyReport {
+    VerifyReport {
+        tenant: tenant.clone(),
+        records,
+        broken,
+    }
+}

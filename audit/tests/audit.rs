@@ -1,0 +1,274 @@
+//! The audit log against a real PostgreSQL.
+
+use std::time::Duration;
+
+use gatehouse_audit::{AuditQuery, AuditRecord, AuditStore, AuditWriter, WriterConfig, migrate};
+use gatehouse_core::TenantId;
+use gatehouse_pgcluster::PgCluster;
+use sqlx::postgres::PgPoolOptions;
+
+struct Db {
+    cluster: PgCluster,
+    _dir: tempfile::TempDir,
+    owner: sqlx::PgPool,
+    app: sqlx::PgPool,
+}
+
+async fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+    let urls = cluster.provision("gatehouse").unwrap();
+    let connect = |url: String| async move {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_millis(500))
+            .connect(&url)
+            .await
+            .unwrap()
+    };
+    let owner = connect(urls.owner_url).await;
+    migrate(&owner).await.unwrap();
+    migrate(&owner).await.unwrap();
+    let app = connect(urls.app_url).await;
+    Db {
+        cluster,
+        _dir: dir,
+        owner,
+        app,
+    }
+}
+
+fn record(tenant: &str, n: u32, decision: &str) -> AuditRecord {
+    AuditRecord {
+        id: format!("01a209a6-9488-78ed-b0b8-{n:012x}"),
+        time_us: 1_795_000_000_000_000 + i64::from(n),
+        trace_id: format!("{n:032x}"),
+        tenant: TenantId::parse(tenant).unwrap(),
+        principal: format!(r#"User::"{tenant}-u{}""#, n % 3),
+        acting_for: None,
+        action: r#"Action::"document:read""#.into(),
+        resource: format!(r#"Document::"{tenant}-d{n}""#),
+        decision: decision.into(),
+        determining_policies: if decision == "allow" {
+            vec!["role-viewer".into()]
+        } else {
+            vec![]
+        },
+        errors: vec![],
+        bundle_version: "1.0.0".into(),
+        bundle_hash: "sha256:00".into(),
+        latency_us: 20,
+        client_ip: Some("127.0.0.1".into()),
+        route: "/documents/{id}".into(),
+    }
+}
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+#[tokio::test]
+async fn records_chain_per_tenant_and_replays_are_not_written_twice() {
+    let db = db().await;
+    let store = AuditStore::new(db.app.clone());
+    let batch: Vec<AuditRecord> = (1..=5)
+        .map(|n| record("acme", n, "allow"))
+        .chain([record("globex", 9, "deny")])
+        .collect();
+    assert_eq!(store.append(&batch).await.unwrap(), 6);
+    assert_eq!(
+        store.append(&batch).await.unwrap(),
+        0,
+        "the same ids again write nothing"
+    );
+    assert_eq!(store.append(&[record("acme", 6, "deny")]).await.unwrap(), 1);
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!((report.records, report.broken), (6, None));
+    let all = store.query(&AuditQuery::tenant(acme())).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(store.tenants().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn queries_filter_by_every_field_and_stay_in_their_tenant() {
+    let db = db().await;
+    let store = AuditStore::new(db.app.clone());
+    let batch: Vec<AuditRecord> = (1..=9)
+        .map(|n| record("acme", n, if n % 2 == 0 { "deny" } else { "allow" }))
+        .chain((1..=3).map(|n| record("globex", 100 + n, "allow")))
+        .collect();
+    store.append(&batch).await.unwrap();
+    let q = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut query = AuditQuery::tenant(acme());
+        f(&mut query);
+        query
+    };
+    let count = |query: AuditQuery| {
+        let store = store.clone();
+        async move { store.query(&query).await.unwrap().len() }
+    };
+    assert_eq!(count(q(&|_| {})).await, 9, "globex's records never show");
+    assert_eq!(count(q(&|q| q.decision = Some("deny".into()))).await, 4);
+    assert_eq!(
+        count(q(&|q| q.policy = Some("role-viewer".into()))).await,
+        5
+    );
+    assert_eq!(
+        count(q(&|q| q.principal = Some(r#"User::"acme-u1""#.into()))).await,
+        3
+    );
+    assert_eq!(
+        count(q(&|q| q.resource = Some(r#"Document::"acme-d4""#.into()))).await,
+        1
+    );
+    assert_eq!(
+        count(q(
+            &|q| q.action = Some(r#"Action::"document:delete""#.into())
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        count(q(&|q| {
+            q.since_us = Some(1_795_000_000_000_003);
+            q.until_us = Some(1_795_000_000_000_006);
+        }))
+        .await,
+        3
+    );
+    assert_eq!(count(q(&|q| q.limit = 2)).await, 2);
+}
+
+#[tokio::test]
+async fn the_application_role_cannot_change_history_and_tampering_is_detected() {
+    let db = db().await;
+    let store = AuditStore::new(db.app.clone());
+    store
+        .append(
+            &(1..=4)
+                .map(|n| record("acme", n, "allow"))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE audit_log SET decision = 'deny'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let err = sqlx::raw_sql(statement)
+            .execute(&db.app)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("permission denied"), "app: {statement}: {err}");
+        let err = sqlx::raw_sql(statement)
+            .execute(&db.owner)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("append-only"), "owner: {statement}: {err}");
+    }
+    // A superuser can bypass the triggers; the chain still tells.
+    db.cluster
+        .execute(
+            "gatehouse",
+            "SET session_replication_role = replica; \
+             UPDATE audit_log SET decision = 'deny', canonical = replace(canonical, '\"allow\"', '\"deny\"') WHERE seq = 3",
+        )
+        .unwrap();
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!(report.broken.as_ref().map(|b| b.0), Some(3), "{report:?}");
+    db.cluster
+        .execute(
+            "gatehouse",
+            "SET session_replication_role = replica; DELETE FROM audit_log WHERE seq = 2",
+        )
+        .unwrap();
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!(
+        report.broken.as_ref().map(|b| b.0),
+        Some(3),
+        "a gap: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn records_survive_a_database_outage_through_the_spool() {
+    let db = db().await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = spool_dir.path().join("audit.spool");
+    let config = WriterConfig {
+        batch_max: 10,
+        flush_every: Duration::from_millis(20),
+        spool: spool.clone(),
+    };
+    let (writer, worker) = AuditWriter::new(AuditStore::new(db.app.clone()), config);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(stopped));
+
+    for n in 1..=20 {
+        assert!(writer.record(record("acme", n, "allow")));
+    }
+    wait_for(&db.app, 20).await;
+
+    db.cluster.stop().unwrap();
+    for n in 21..=50 {
+        writer.record(record("acme", n, "deny"));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut spooled = 0;
+    for _ in 0..200 {
+        spooled = std::fs::read_to_string(&spool)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        if spooled > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(spooled > 0, "with PostgreSQL down, records go to the spool");
+
+    db.cluster.restart().unwrap();
+    for n in 51..=60 {
+        writer.record(record("acme", n, "allow"));
+    }
+    wait_for(&db.app, 60).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let store = AuditStore::new(db.app.clone());
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!(
+        (report.records, report.broken),
+        (60, None),
+        "none lost, none twice, chain intact"
+    );
+    let ids: Vec<String> = store
+        .query(&AuditQuery::tenant(acme()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record.id)
+        .collect();
+    let expected: Vec<String> = (1..=60).map(|n| record("acme", n, "allow").id).collect();
+    assert_eq!(ids, expected, "in the order they were decided");
+    assert!(!spool.exists(), "the spool is emptied after the replay");
+}
+
+async fn wait_for(pool: &sqlx::PgPool, n: i64) {
+    for _ in 0..300 {
+        let count: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+            .fetch_one(pool)
+            .await;
+        if count.ok() == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the audit log never reached {n} records");
+}
