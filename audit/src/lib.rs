@@ -17,4 +17,4 @@ mod writer;
 
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
 pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport, migrate};
-pub use writer::{AuditWorker, AuditWriter, WriterConfig};
+pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig};

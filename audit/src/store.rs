@@ -162,13 +162,12 @@ impl AuditStore {
             .execute(&mut *tx)
             .await?;
         let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-        let existing: Vec<String> = sqlx::query_scalar(
-            "SELECT id::text FROM audit_log WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
+        // Ids are unique across the whole log, not per tenant.
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT id::text FROM audit_log WHERE id = ANY($1::uuid[])")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?;
         let head = sqlx::query(
             "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
         )

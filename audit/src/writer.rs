@@ -26,18 +26,18 @@ pub struct AuditWriter {
     sender: mpsc::UnboundedSender<AuditRecord>,
 }
 
+/// The receiving end of [`AuditWriter`]s, for an [`AuditWorker`].
+#[derive(Debug)]
+pub struct AuditQueue {
+    receiver: mpsc::UnboundedReceiver<AuditRecord>,
+}
+
 impl AuditWriter {
-    /// A writer and the worker that drains it (run the worker on a task).
-    pub fn new(store: AuditStore, config: WriterConfig) -> (Self, AuditWorker) {
+    /// A writer and the queue its records arrive on. The queue can be handed to a worker
+    /// later, e.g. once a database connection exists.
+    pub fn channel() -> (Self, AuditQueue) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (
-            Self { sender },
-            AuditWorker {
-                receiver,
-                store,
-                config,
-            },
-        )
+        (Self { sender }, AuditQueue { receiver })
     }
 
     /// Queues a record for writing.
@@ -56,6 +56,15 @@ pub struct AuditWorker {
 }
 
 impl AuditWorker {
+    /// A worker writing what arrives on `queue` to `store`.
+    pub fn new(queue: AuditQueue, store: AuditStore, config: WriterConfig) -> Self {
+        Self {
+            receiver: queue.receiver,
+            store,
+            config,
+        }
+    }
+
     /// Writes batches until `shutdown` turns true and every queued record is written or
     /// spooled. A batch that cannot be written is appended to the spool; the spool is
     /// replayed (in order, skipping records already stored) before any newer batch.

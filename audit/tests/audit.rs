@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use gatehouse_audit::{AuditQuery, AuditRecord, AuditStore, AuditWriter, WriterConfig, migrate};
+use gatehouse_audit::{
+    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, WriterConfig, migrate,
+};
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
 use sqlx::postgres::PgPoolOptions;
@@ -206,7 +208,8 @@ async fn records_survive_a_database_outage_through_the_spool() {
         flush_every: Duration::from_millis(20),
         spool: spool.clone(),
     };
-    let (writer, worker) = AuditWriter::new(AuditStore::new(db.app.clone()), config);
+    let (writer, queue) = AuditWriter::channel();
+    let worker = AuditWorker::new(queue, AuditStore::new(db.app.clone()), config);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(stopped));
 

@@ -44,6 +44,84 @@ pub struct Config {
     /// A built-in echo upstream for the demo.
     #[serde(default)]
     pub demo: DemoConfig,
+    /// PostgreSQL: configured, or a private cluster.
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    /// The audit log's batching and spool.
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// PostgreSQL. Without `url`, `gatehouse` runs a private cluster in `data_dir` from the
+/// system's PostgreSQL binaries. `GATEHOUSE_DATABASE_URL` and `GATEHOUSE_DATABASE_OWNER_URL`
+/// override `url` and `owner_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The application role's URL (a role without SUPERUSER or BYPASSRLS).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The tables' owner's URL, to run migrations with; without it none are run.
+    #[serde(default)]
+    pub owner_url: Option<String>,
+    /// The private cluster's data directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The private cluster's port (a free one when absent).
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            owner_url: None,
+            data_dir: default_data_dir(),
+            port: None,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".gatehouse/postgres")
+}
+
+/// The audit log's batching and spool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Where records wait while PostgreSQL is unreachable.
+    #[serde(default = "default_spool")]
+    pub spool: PathBuf,
+    /// Records per batch, at most.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+    /// A batch is written at least this often, in milliseconds.
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            spool: default_spool(),
+            batch_max: default_batch_max(),
+            flush_interval_ms: default_flush_ms(),
+        }
+    }
+}
+
+fn default_spool() -> PathBuf {
+    PathBuf::from(".gatehouse/audit.spool")
+}
+
+fn default_batch_max() -> usize {
+    500
+}
+
+fn default_flush_ms() -> u64 {
+    50
 }
 
 /// Listeners, threads and shutdown.
@@ -265,6 +343,12 @@ impl Config {
         })?;
         if let Ok(listen) = std::env::var("GATEHOUSE_LISTEN") {
             config.server.listen = listen;
+        }
+        if let Ok(url) = std::env::var("GATEHOUSE_DATABASE_URL") {
+            config.database.url = Some(url);
+        }
+        if let Ok(url) = std::env::var("GATEHOUSE_DATABASE_OWNER_URL") {
+            config.database.owner_url = Some(url);
         }
         config.check()?;
         Ok(config)

@@ -11,9 +11,12 @@
 //! 4. **decide**: the decision point ([`gatehouse_pdp`]); a deny is a 403 JSON error with
 //!    the decision id, a decision that cannot be made a 503;
 //! 5. **forward**: the allowed request goes upstream with a signed context header
-//!    ([`gatehouse_core::forwarded`]) and the W3C `traceparent` ([`trace`]).
+//!    ([`gatehouse_core::forwarded`]) and the W3C `traceparent` ([`trace`]);
+//! 6. **audit**: every decision becomes a record in the hash-chained audit log
+//!    ([`gatehouse_audit`]), written in batches by [`database::AuditService`].
 
 pub mod config;
+pub mod database;
 pub mod echo;
 pub mod identity;
 pub mod proxy;

@@ -94,7 +94,8 @@ fn main() -> ExitCode {
         };
     }
     if cli.check_config {
-        return match gatehouse_gateway::server::build(&config) {
+        let (audit, _queue) = gatehouse_audit::AuditWriter::channel();
+        return match gatehouse_gateway::server::build(&config, audit) {
             Ok(gateway) => {
                 println!(
                     "configuration ok: bundle {}",

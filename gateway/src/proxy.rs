@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
 use gatehouse_pdp::{AccessRequest, Decision, DecisionError, MemoryStore, Pdp};
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub base_domain: Option<String>,
     /// Signs the forwarded context.
     pub signer: ContextSigner,
+    /// Queues audit records.
+    pub audit: AuditWriter,
 }
 
 /// What one request has been through, for forwarding and the log line.
@@ -194,9 +197,19 @@ impl Gateway {
             .map_err(|e| Refusal::new(401, e.code(), e.to_string()))?;
         ctx.principal = Some(principal.uid.to_string());
         let host = header(session, "host").or_else(|| session.req_header().uri.host());
-        let tenant = tenant::from_host(host, self.base_domain.as_deref())
-            .and_then(|from_host| tenant::resolve(from_host, principal.tenant.clone()))
-            .map_err(|e| Refusal::new(403, e.code(), e.to_string()))?;
+        let refuse = |e: tenant::TenantError| Refusal::new(403, e.code(), e.to_string());
+        let from_host = tenant::from_host(host, self.base_domain.as_deref()).map_err(refuse)?;
+        let tenant = match tenant::resolve(from_host.clone(), principal.tenant.clone()) {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                // Someone of one tenant knocking on another's door: on the record of both.
+                ctx.decision_id = Some(new_decision_id());
+                for tenant in from_host.iter().chain(principal.tenant.iter()) {
+                    self.audit_refusal(session, ctx, tenant, &principal, e.code());
+                }
+                return Err(refuse(e));
+            }
+        };
         ctx.tenant = Some(tenant.clone());
         if self.store.tenant_len(&tenant) == 0 {
             return Err(Refusal::new(404, "unknown_tenant", "no such tenant"));
@@ -226,6 +239,8 @@ impl Gateway {
         } else {
             "deny"
         });
+        let record = audit_record(session, ctx, &request, &decision, &matched.route.pattern);
+        self.audit.record(record);
         if !decision.is_allowed() {
             return Err(refusal_for(&decision));
         }
@@ -236,11 +251,7 @@ impl Gateway {
             action: request.action.to_string(),
             resource: request.resource.to_string(),
             decision_id,
-            trace_id: ctx
-                .trace
-                .as_ref()
-                .map(|t| t.trace_id.clone())
-                .unwrap_or_default(),
+            trace_id: trace_id(ctx),
         };
         let signed = self
             .signer
@@ -258,6 +269,96 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Audits a request refused before any decision could be made (e.g. a tenant mismatch).
+    fn audit_refusal(
+        &self,
+        session: &Session,
+        ctx: &RequestState,
+        tenant: &TenantId,
+        principal: &Principal,
+        code: &str,
+    ) {
+        let bundle = self.pdp.bundle().snapshot();
+        self.audit.record(AuditRecord {
+            // Each tenant's copy is its own record: ids are unique across the log.
+            id: new_decision_id(),
+            time_us: now_us(),
+            trace_id: trace_id(ctx),
+            tenant: tenant.clone(),
+            principal: principal.uid.to_string(),
+            acting_for: principal.acting_for.as_ref().map(ToString::to_string),
+            action: String::new(),
+            resource: String::new(),
+            decision: "deny".into(),
+            determining_policies: Vec::new(),
+            errors: vec![code.to_string()],
+            bundle_version: bundle.id().version.to_string(),
+            bundle_hash: bundle.id().hash.to_string(),
+            latency_us: 0,
+            client_ip: client_ip(session),
+            route: session.req_header().uri.path().to_string(),
+        });
+    }
+}
+
+/// The audit record of a decision.
+fn audit_record(
+    session: &Session,
+    ctx: &RequestState,
+    request: &AccessRequest,
+    decision: &Decision,
+    route: &str,
+) -> AuditRecord {
+    AuditRecord {
+        id: ctx.decision_id.clone().unwrap_or_default(),
+        time_us: now_us(),
+        trace_id: trace_id(ctx),
+        tenant: request.tenant.clone(),
+        principal: request.principal.to_string(),
+        acting_for: request.acting_for.as_ref().map(ToString::to_string),
+        action: request.action.to_string(),
+        resource: request.resource.to_string(),
+        decision: if decision.is_allowed() {
+            "allow"
+        } else {
+            "deny"
+        }
+        .into(),
+        determining_policies: decision.determining_policies.clone(),
+        errors: decision
+            .errors
+            .iter()
+            .map(|e| format!("{}: {e}", e.code()))
+            .collect(),
+        bundle_version: decision.bundle.version.to_string(),
+        bundle_hash: decision.bundle.hash.to_string(),
+        latency_us: decision.elapsed.as_micros() as u64,
+        client_ip: client_ip(session),
+        route: route.to_string(),
+    }
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn trace_id(ctx: &RequestState) -> String {
+    ctx.trace
+        .as_ref()
+        .map(|t| t.trace_id.clone())
+        .unwrap_or_default()
+}
+
+fn client_ip(session: &Session) -> Option<String> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+}
+
 /// The request for the decision point. The context carries only what the gateway
 /// established itself: MFA from the token, the client address.
 fn access_request(
@@ -269,12 +370,8 @@ fn access_request(
 ) -> AccessRequest {
     let mut context = serde_json::Map::new();
     context.insert("mfa".into(), Value::Bool(principal.mfa));
-    if let Some(ip) = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-    {
-        context.insert("source_ip".into(), Value::String(ip.to_string()));
+    if let Some(ip) = client_ip(session) {
+        context.insert("source_ip".into(), Value::String(ip));
     }
     AccessRequest {
         tenant: tenant.clone(),

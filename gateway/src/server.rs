@@ -13,7 +13,10 @@ use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
 use pingora::services::background::{BackgroundService, background_service};
 
+use gatehouse_audit::AuditWriter;
+
 use crate::config::{Config, resolve_secret};
+use crate::database::{AuditService, Database};
 use crate::echo::EchoUpstream;
 use crate::identity::Authenticator;
 use crate::proxy::Gateway;
@@ -24,7 +27,7 @@ use crate::routes::Routes;
 ///
 /// # Errors
 /// What could not be loaded, with its file.
-pub fn build(config: &Config) -> anyhow::Result<Gateway> {
+pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
     let bundle = Bundle::load(&config.policy.bundle).map_err(|e| anyhow::anyhow!("{e}"))?;
     let text = std::fs::read_to_string(&config.entities.file)
         .with_context(|| format!("reading entities {}", config.entities.file.display()))?;
@@ -53,6 +56,7 @@ pub fn build(config: &Config) -> anyhow::Result<Gateway> {
         routes,
         base_domain: config.tenancy.base_domain.clone(),
         signer,
+        audit,
     })
 }
 
@@ -61,7 +65,9 @@ pub fn build(config: &Config) -> anyhow::Result<Gateway> {
 /// # Errors
 /// When the gateway cannot be built.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let gateway = build(&config)?;
+    let (audit, queue) = AuditWriter::channel();
+    let gateway = build(&config, audit)?;
+    let database = Database::prepare(&config.database)?;
     tracing::info!(
         target: "gatehouse::server",
         listen = %config.server.listen,
@@ -78,6 +84,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    let audit_service = AuditService::new(queue, database, config.audit.clone());
+    server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
         let reloader = BundleReloader {
             pdp: gateway.pdp.clone(),

@@ -85,6 +85,9 @@ impl PgCluster {
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
+        } else if cluster.data_dir.join("postmaster.pid").exists() {
+            // Left running by a process that was killed: stop it and start afresh.
+            let _ = cluster.stop();
         }
         cluster.launch()?;
         Ok(cluster)

@@ -68,6 +68,9 @@ fn an_invalid_bundle_exits_3_naming_file_and_line() {
         std::fs::create_dir(dir.path().join(sub)).unwrap();
         for entry in std::fs::read_dir(repo().join(sub)).unwrap() {
             let entry = entry.unwrap();
+            if !entry.path().is_file() {
+                continue;
+            }
             std::fs::copy(entry.path(), dir.path().join(sub).join(entry.file_name())).unwrap();
         }
     }

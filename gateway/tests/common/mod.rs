@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_audit::{AuditQuery, AuditStore, StoredRecord, VerifyReport};
+use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::ContextVerifier;
+use gatehouse_pgcluster::PgCluster;
 use serde_json::{Value, json};
 
 pub const ISSUER: &str = "https://id.test";
@@ -207,6 +210,9 @@ pub fn claims(user: &str, tenant: &str) -> Value {
 /// A running gateway and its upstream.
 pub struct Gateway {
     child: Child,
+    /// The PostgreSQL the gateway audits to (started by the test, so tests can stop it).
+    pub postgres: Option<PgCluster>,
+    pub app_url: String,
     pub base: String,
     pub upstream: Upstream,
     pub dir: tempfile::TempDir,
@@ -223,7 +229,7 @@ impl Drop for Gateway {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -235,13 +241,50 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
+        if !entry.path().is_file() {
+            continue;
+        }
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 
+/// Where the gateway's database comes from.
+pub enum DatabaseMode {
+    /// The test starts a cluster and gives the gateway its URLs.
+    External,
+    /// The gateway starts its own private cluster on this port.
+    Embedded(u16),
+}
+
 impl Gateway {
     pub fn start() -> Self {
+        Self::start_with(DatabaseMode::External)
+    }
+
+    pub fn start_with(mode: DatabaseMode) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let (postgres, database, app_url) = match mode {
+            DatabaseMode::External => {
+                let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+                let urls = cluster.provision("gatehouse").unwrap();
+                let section = format!(
+                    "url = \"{}\"\nowner_url = \"{}\"",
+                    urls.app_url, urls.owner_url
+                );
+                (Some(cluster), section, urls.app_url)
+            }
+            DatabaseMode::Embedded(port) => {
+                let section = format!(
+                    "data_dir = \"{}/embedded-pg\"\nport = {port}",
+                    dir.path().display()
+                );
+                (
+                    None,
+                    section,
+                    format!("postgres://gatehouse_app@127.0.0.1:{port}/gatehouse"),
+                )
+            }
+        };
         copy_dir(&repo().join("policies"), &dir.path().join("policies"));
         copy_dir(&repo().join("schemas"), &dir.path().join("schemas"));
         let keys = IdpKeys::generate(dir.path());
@@ -289,6 +332,13 @@ leeway_seconds = 0
 
 [forwarding]
 signing_key = "file:{dir}/context.pem"
+
+[database]
+{database}
+
+[audit]
+spool = "{dir}/audit.spool"
+flush_interval_ms = 20
 
 [[upstream]]
 name = "app"
@@ -339,6 +389,8 @@ upstream = "app"
             .unwrap();
         let gateway = Self {
             child,
+            postgres,
+            app_url,
             base: format!("http://127.0.0.1:{port}"),
             upstream,
             dir,
@@ -431,6 +483,63 @@ upstream = "app"
         let status = response.status().as_u16();
         let body = response.json::<Value>().unwrap_or(Value::Null);
         (status, body)
+    }
+
+    /// The tenant's audit records, oldest first.
+    pub fn audit(&self, tenant: &str) -> Vec<StoredRecord> {
+        self.with_store(|store| async move {
+            store
+                .query(&AuditQuery::tenant(TenantId::parse(tenant).unwrap()))
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Waits until the tenant has `n` audit records (at most 20 s), and returns them.
+    pub fn audit_when(&self, tenant: &str, n: usize) -> Vec<StoredRecord> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.with_store(|store| async move {
+                store
+                    .query(&AuditQuery::tenant(TenantId::parse(tenant).unwrap()))
+                    .await
+                    .unwrap_or_default()
+            });
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Checks the tenant's hash chain.
+    pub fn verify(&self, tenant: &str) -> VerifyReport {
+        self.with_store(|store| async move {
+            store
+                .verify(&TenantId::parse(tenant).unwrap())
+                .await
+                .unwrap()
+        })
+    }
+
+    fn with_store<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(AuditStore) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(&self.app_url)
+                .await
+                .unwrap();
+            f(AuditStore::new(pool)).await
+        })
     }
 
     pub fn log(&self) -> String {

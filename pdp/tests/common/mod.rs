@@ -20,6 +20,9 @@ pub fn scratch_bundle() -> (tempfile::TempDir, PathBuf) {
         fs::create_dir(tmp.path().join(dir)).unwrap();
         for entry in fs::read_dir(repo().join(dir)).unwrap() {
             let entry = entry.unwrap();
+            if !entry.path().is_file() {
+                continue;
+            }
             fs::copy(entry.path(), tmp.path().join(dir).join(entry.file_name())).unwrap();
         }
     }

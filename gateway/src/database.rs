@@ -1,0 +1,133 @@
+//! PostgreSQL for the gateway: a configured server, or a private cluster; migrations; and
+//! the audit service that writes decision records to it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig, migrate};
+use gatehouse_pgcluster::PgCluster;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use sqlx::postgres::PgPoolOptions;
+
+use crate::config::{AuditConfig, DatabaseConfig, resolve_secret};
+
+/// The database the gateway writes to.
+pub struct Database {
+    /// The private cluster, when no URL was configured.
+    pub cluster: Option<PgCluster>,
+    /// The application role's URL.
+    pub app_url: String,
+}
+
+impl Database {
+    /// Connects to the configured server or starts the private cluster, runs the
+    /// migrations (as the owner), and checks that the application role cannot bypass
+    /// row-level security.
+    ///
+    /// # Errors
+    /// When PostgreSQL cannot be started or reached, a migration fails, or the
+    /// application role is a superuser or has BYPASSRLS.
+    pub fn prepare(config: &DatabaseConfig) -> anyhow::Result<Self> {
+        let (cluster, app_url, owner_url) = match &config.url {
+            Some(url) => (
+                None,
+                resolve_secret(url)?,
+                config
+                    .owner_url
+                    .as_deref()
+                    .map(resolve_secret)
+                    .transpose()?,
+            ),
+            None => {
+                let cluster =
+                    PgCluster::start(&config.data_dir, config.port).with_context(|| {
+                        format!(
+                            "starting the private PostgreSQL in {}",
+                            config.data_dir.display()
+                        )
+                    })?;
+                let urls = cluster.provision("gatehouse")?;
+                (Some(cluster), urls.app_url, Some(urls.owner_url))
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            if let Some(owner_url) = &owner_url {
+                let owner = PgPoolOptions::new().max_connections(1).connect(owner_url).await.context("connecting as the owner")?;
+                migrate(&owner).await.context("running the audit migrations")?;
+                owner.close().await;
+            }
+            let app = PgPoolOptions::new().max_connections(1).connect(&app_url).await.context("connecting as the application role")?;
+            let privileged: bool =
+                sqlx::query_scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+                    .fetch_one(&app)
+                    .await?;
+            app.close().await;
+            anyhow::ensure!(
+                !privileged,
+                "the database role may bypass row-level security (SUPERUSER or BYPASSRLS): use a role without"
+            );
+            anyhow::Ok(())
+        })?;
+        Ok(Self { cluster, app_url })
+    }
+}
+
+/// Writes audit records from the queue until shutdown, then stops the private cluster.
+pub struct AuditService {
+    queue: Mutex<Option<AuditQueue>>,
+    app_url: String,
+    config: AuditConfig,
+    cluster: Mutex<Option<PgCluster>>,
+}
+
+impl AuditService {
+    /// The service for `queue`, writing to `database`.
+    pub fn new(queue: AuditQueue, database: Database, config: AuditConfig) -> Self {
+        Self {
+            queue: Mutex::new(Some(queue)),
+            app_url: database.app_url,
+            config,
+            cluster: Mutex::new(database.cluster),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for AuditService {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let queue = self.queue.lock().ok().and_then(|mut q| q.take());
+        let Some(queue) = queue else { return };
+        if let Some(parent) = self.config.spool.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy(&self.app_url)
+        {
+            Ok(pool) => {
+                let config = WriterConfig {
+                    batch_max: self.config.batch_max,
+                    flush_every: Duration::from_millis(self.config.flush_interval_ms),
+                    spool: self.config.spool.clone(),
+                };
+                AuditWorker::new(queue, AuditStore::new(pool), config)
+                    .run(shutdown)
+                    .await;
+            }
+            Err(e) => {
+                tracing::error!(target: "gatehouse::audit", error = %e, "invalid database URL: audit records are not written")
+            }
+        }
+        // The records are flushed: the private cluster may stop now.
+        if let Ok(mut cluster) = self.cluster.lock() {
+            drop(cluster.take());
+        }
+    }
+}
