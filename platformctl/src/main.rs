@@ -21,7 +21,11 @@ mod exit {
     pub const USAGE: u8 = 2;
     /// The policy bundle is invalid.
     pub const INVALID_BUNDLE: u8 = 3;
+    /// The database cannot be reached or refused the query.
+    pub const DATABASE: u8 = 4;
 }
+
+mod audit;
 
 #[derive(Parser)]
 #[command(name = "platformctl", version, about = "Gatehouse control CLI")]
@@ -38,6 +42,9 @@ enum Command {
     /// Policies as code: validate and test policy bundles.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The audit log: query decisions, verify the hash chains.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             question,
             json,
         }) => decide(&bundle.bundle, &question, json),
+        Command::Audit(command) => audit::run(command),
     };
     ExitCode::from(code)
 }
