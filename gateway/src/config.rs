@@ -50,6 +50,34 @@ pub struct Config {
     /// The audit log's batching and spool.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Per-tenant request rates by plan.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-tenant request rates, by the tenant's plan (its `plan` attribute).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per second for each plan name.
+    #[serde(default)]
+    pub requests_per_second: HashMap<String, u32>,
+    /// For a plan not listed.
+    #[serde(default = "default_rps")]
+    pub default_requests_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: HashMap::new(),
+            default_requests_per_second: default_rps(),
+        }
+    }
+}
+
+fn default_rps() -> u32 {
+    1_000
 }
 
 /// PostgreSQL. Without `url`, `gatehouse` runs a private cluster in `data_dir` from the
@@ -133,6 +161,9 @@ pub struct ServerConfig {
     /// Worker threads.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Where `/metrics` (Prometheus) is served; not served when absent.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
     /// Seconds to keep serving in-flight requests after SIGTERM.
     #[serde(default = "default_grace")]
     pub grace_period_seconds: u64,

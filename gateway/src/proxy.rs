@@ -19,8 +19,10 @@ use pingora::proxy::{ProxyHttp, Session};
 use serde_json::{Value, json};
 
 use crate::identity::{Authenticator, Principal};
+use crate::metrics;
 use crate::routes::{RouteError, Routes};
 use crate::tenant;
+use crate::tenants::{Admission, Tenants};
 use crate::trace::TraceContext;
 
 /// Everything a request needs, shared by all requests.
@@ -39,6 +41,8 @@ pub struct Gateway {
     pub signer: ContextSigner,
     /// Queues audit records.
     pub audit: AuditWriter,
+    /// The known tenants and their rate limits.
+    pub tenants: Tenants,
 }
 
 /// What one request has been through, for forwarding and the log line.
@@ -55,6 +59,7 @@ pub struct RequestState {
     code: Option<&'static str>,
     upstream: Option<SocketAddr>,
     forwarded: Option<String>,
+    upstream_started: Option<Instant>,
 }
 
 /// A request answered by the gateway itself.
@@ -62,6 +67,7 @@ struct Refusal {
     status: u16,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -70,6 +76,7 @@ impl Refusal {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -90,7 +97,7 @@ impl ProxyHttp for Gateway {
         let trace = TraceContext::continue_or_start(header(session, "traceparent"));
         ctx.trace = Some(trace);
         if let Some(body) = self.health(session.req_header().uri.path()) {
-            respond(session, 200, &body).await?;
+            respond(session, 200, &body, None).await?;
             return Ok(true);
         }
         match self.admit(session, ctx).await {
@@ -103,7 +110,7 @@ impl ProxyHttp for Gateway {
                     "decision_id": ctx.decision_id,
                     "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
                 }});
-                respond(session, refusal.status, &body).await?;
+                respond(session, refusal.status, &body, refusal.retry_after).await?;
                 Ok(true)
             }
         }
@@ -138,6 +145,21 @@ impl ProxyHttp for Gateway {
         if let Some(trace) = &ctx.trace {
             upstream_request.insert_header("traceparent", trace.header())?;
         }
+        ctx.upstream_started = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(started), Some(tenant)) = (ctx.upstream_started.take(), &ctx.tenant) {
+            metrics::UPSTREAM_SECONDS
+                .with_label_values(&[tenant.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+        }
         Ok(())
     }
 
@@ -148,6 +170,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let outcome = match (ctx.code, ctx.decision) {
+            (Some(code), _) => code,
+            (None, Some("allow")) => "allowed",
+            (None, _) => "error",
+        };
+        let tenant_label = ctx.tenant.as_ref().map_or("-", TenantId::as_str);
+        metrics::REQUESTS
+            .with_label_values(&[tenant_label, outcome])
+            .inc();
         let elapsed = ctx.started.map_or(0, |s| s.elapsed().as_micros());
         tracing::info!(
             target: "gatehouse::request",
@@ -211,8 +242,20 @@ impl Gateway {
             }
         };
         ctx.tenant = Some(tenant.clone());
-        if self.store.tenant_len(&tenant) == 0 {
-            return Err(Refusal::new(404, "unknown_tenant", "no such tenant"));
+        match self.tenants.admit(&tenant) {
+            Admission::Admit => {}
+            Admission::Unknown => {
+                return Err(Refusal::new(404, "unknown_tenant", "no such tenant"));
+            }
+            Admission::RateLimited(seconds) => {
+                let mut refusal = Refusal::new(
+                    429,
+                    "rate_limited",
+                    "too many requests for this tenant's plan",
+                );
+                refusal.retry_after = Some(seconds);
+                return Err(refusal);
+            }
         }
         let req = session.req_header();
         let matched = self
@@ -239,6 +282,17 @@ impl Gateway {
         } else {
             "deny"
         });
+        let effect = if decision.is_allowed() {
+            "allow"
+        } else {
+            "deny"
+        };
+        metrics::DECISIONS
+            .with_label_values(&[tenant.as_str(), effect])
+            .inc();
+        metrics::DECISION_SECONDS
+            .with_label_values(&[tenant.as_str()])
+            .observe(decision.elapsed.as_secs_f64());
         let record = audit_record(session, ctx, &request, &decision, &matched.route.pattern);
         self.audit.record(record);
         if !decision.is_allowed() {
@@ -437,10 +491,18 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
         .and_then(|v| v.to_str().ok())
 }
 
-async fn respond(session: &mut Session, status: u16, body: &Value) -> Result<()> {
+async fn respond(
+    session: &mut Session,
+    status: u16,
+    body: &Value,
+    retry_after: Option<u64>,
+) -> Result<()> {
     let body = Bytes::from(body.to_string());
-    let mut response = ResponseHeader::build(status, Some(3))?;
+    let mut response = ResponseHeader::build(status, Some(4))?;
     response.insert_header("content-type", "application/json")?;
+    if let Some(seconds) = retry_after {
+        response.insert_header("retry-after", seconds.to_string())?;
+    }
     response.set_content_length(body.len())?;
     session
         .write_response_header(Box::new(response), false)

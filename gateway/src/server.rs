@@ -19,8 +19,10 @@ use crate::config::{Config, resolve_secret};
 use crate::database::{AuditService, Database};
 use crate::echo::EchoUpstream;
 use crate::identity::Authenticator;
+use crate::metrics::MetricsEndpoint;
 use crate::proxy::Gateway;
 use crate::routes::Routes;
+use crate::tenants::Tenants;
 
 /// Builds the gateway's shared state: loads and validates the bundle and the entities,
 /// compiles routes and keys. Nothing is served if any of it fails.
@@ -38,6 +40,7 @@ pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
         )
     })?;
     let store = MemoryStore::new(&entities, bundle.schema())?;
+    let tenants = Tenants::new(&entities, config.limits.clone());
     let auth = Authenticator::new(
         &config.identity,
         &config.tenancy.tenant_claim,
@@ -57,6 +60,7 @@ pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
         base_domain: config.tenancy.base_domain.clone(),
         signer,
         audit,
+        tenants,
     })
 }
 
@@ -93,6 +97,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             every: Duration::from_secs(config.policy.reload_interval_seconds),
         };
         server.add_service(background_service("bundle reload", reloader));
+    }
+    if let Some(address) = &config.server.metrics_listen {
+        let endpoint = MetricsEndpoint {
+            address: address.clone(),
+        };
+        server.add_service(background_service("metrics", endpoint));
     }
     if let Some(address) = &config.demo.echo_upstream {
         let echo = EchoUpstream {

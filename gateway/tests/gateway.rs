@@ -399,3 +399,59 @@ fn a_bad_bundle_is_refused_while_serving_and_a_good_one_takes_over() {
     }
     assert_ne!(gw.get("/readyz", "").1["bundle"]["hash"], before);
 }
+
+#[test]
+fn one_tenants_flood_is_limited_without_touching_another_tenant() {
+    let gw = Gateway::start();
+    let gina = gw.token("globex-gina", "globex"); // globex is on the free plan: 5 requests/s
+    let ada = gw.token("acme-ada", "acme");
+    let mut limited = 0;
+    let started = Instant::now();
+    for _ in 0..40 {
+        let response = gw
+            .client
+            .get(format!("{}/documents/globex-secret", gw.base))
+            .bearer_auth(&gina)
+            .send()
+            .unwrap();
+        if response.status() == 429 {
+            limited += 1;
+            assert_eq!(response.headers()["retry-after"], "1");
+            let body: serde_json::Value = response.json().unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+        assert_eq!(
+            gw.get("/documents/acme-plan", &ada).0,
+            200,
+            "acme is served throughout"
+        );
+    }
+    // At most 5 per one-second window got through (+1 window for the boundaries).
+    let windows = started.elapsed().as_secs() + 2;
+    assert!(
+        40 - limited <= 5 * windows,
+        "globex got {} through in {windows} windows",
+        40 - limited
+    );
+    assert!(limited > 0);
+}
+
+#[test]
+fn metrics_count_requests_and_decisions_by_tenant() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    gw.get("/documents/acme-plan", &vera);
+    gw.call(Method::DELETE, "/documents/acme-plan", &vera, &[]);
+    gw.get("/documents/acme-plan", "");
+    let text = gw.client.get(&gw.metrics).send().unwrap().text().unwrap();
+    for line in [
+        r#"gatehouse_requests_total{outcome="allowed",tenant="acme"} 1"#,
+        r#"gatehouse_requests_total{outcome="forbidden",tenant="acme"} 1"#,
+        r#"gatehouse_requests_total{outcome="missing_credentials",tenant="-"} 1"#,
+        r#"gatehouse_decisions_total{decision="deny",tenant="acme"} 1"#,
+        r#"gatehouse_decision_seconds_count{tenant="acme"} 2"#,
+        r#"gatehouse_upstream_seconds_count{tenant="acme"} 1"#,
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}

@@ -210,6 +210,8 @@ pub fn claims(user: &str, tenant: &str) -> Value {
 /// A running gateway and its upstream.
 pub struct Gateway {
     child: Child,
+    /// Where `/metrics` is served.
+    pub metrics: String,
     /// The PostgreSQL the gateway audits to (started by the test, so tests can stop it).
     pub postgres: Option<PgCluster>,
     pub app_url: String,
@@ -301,6 +303,7 @@ impl Gateway {
 
         let upstream = Upstream::start();
         let port = free_port();
+        let metrics_port = free_port();
         let api_key_hash = {
             use sha2::Digest;
             format!("{:x}", sha2::Sha256::digest(API_KEY.as_bytes()))
@@ -311,6 +314,7 @@ impl Gateway {
 listen = "127.0.0.1:{port}"
 threads = 2
 grace_period_seconds = 0
+metrics_listen = "127.0.0.1:{metrics_port}"
 
 [policy]
 bundle = "{dir}/policies"
@@ -335,6 +339,9 @@ signing_key = "file:{dir}/context.pem"
 
 [database]
 {database}
+
+[limits]
+requests_per_second = {{ free = 5, pro = 10000 }}
 
 [audit]
 spool = "{dir}/audit.spool"
@@ -389,6 +396,7 @@ upstream = "app"
             .unwrap();
         let gateway = Self {
             child,
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             postgres,
             app_url,
             base: format!("http://127.0.0.1:{port}"),

@@ -1,0 +1,109 @@
+//! Prometheus metrics, by tenant and outcome, and the `/metrics` endpoint.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use prometheus::{
+    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
+    register_int_counter_vec,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Requests by tenant and outcome (`allowed`, `denied`, or the refusal's error code).
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_requests_total",
+        "Requests by tenant and outcome.",
+        &["tenant", "outcome"]
+    )
+    .expect("the metric registers once")
+});
+
+/// Decisions by tenant and effect.
+pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_decisions_total",
+        "Decisions by tenant and effect.",
+        &["tenant", "decision"]
+    )
+    .expect("the metric registers once")
+});
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// Decision latency (entity loading included), by tenant.
+pub static DECISION_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_decision_seconds",
+        "Decision latency.",
+        &["tenant"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("the metric registers once")
+});
+
+/// Upstream latency (request sent to response header received), by tenant.
+pub static UPSTREAM_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_upstream_seconds",
+        "Upstream latency to the response header.",
+        &["tenant"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("the metric registers once")
+});
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&prometheus::gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Serves `GET /metrics` on its own address, apart from the proxied traffic.
+pub struct MetricsEndpoint {
+    /// Where it listens.
+    pub address: String,
+}
+
+#[async_trait]
+impl BackgroundService for MetricsEndpoint {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match TcpListener::bind(&self.address).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(target: "gatehouse::metrics", address = %self.address, error = %e, "cannot serve metrics");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = listener.accept() => {
+                    let Ok((mut stream, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 1024];
+                        let n = stream.read(&mut buf).await.unwrap_or(0);
+                        let (status, body) = if buf[..n].starts_with(b"GET /metrics") {
+                            ("200 OK", render())
+                        } else {
+                            ("404 Not Found", String::from("only /metrics here\n"))
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes()).await;
+                        let _ = stream.write_all(body.as_bytes()).await;
+                    });
+                }
+            }
+        }
+    }
+}
