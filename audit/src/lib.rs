@@ -2,7 +2,8 @@
 //!
 //! - [`AuditRecord`]: one decision, allow or deny, with everything needed to answer "who
 //!   did or tried what, decided by which policies of which bundle".
-//! - [`AuditStore`]: the PostgreSQL table (`schemas/sql/0001_audit.sql`): append-only for
+//! - [`AuditStore`]: the PostgreSQL table (`schemas/sql/0001_audit.sql`, applied by
+//!   `gatehouse_schemas::migrate`): append-only for
 //!   the application role and guarded by triggers; each tenant's records form a hash chain
 //!   (`hash = sha256(prev_hash || canonical record)`), so [`AuditStore::verify`] finds any
 //!   record that was changed, removed or inserted afterwards. Queries by tenant,
@@ -16,5 +17,5 @@ mod store;
 mod writer;
 
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
-pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport, migrate};
+pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig};

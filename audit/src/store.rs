@@ -7,9 +7,6 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::record::{AuditRecord, GENESIS_HASH, chain_hash};
 
-/// The audit schema migrations, in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../schemas/sql/0001_audit.sql"))];
-
 /// Why the audit store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -24,41 +21,6 @@ pub enum AuditError {
         /// What is wrong.
         message: String,
     },
-}
-
-/// Applies the audit migrations not applied yet. Run as the owner of the tables.
-///
-/// # Errors
-/// [`AuditError::Database`] when a migration fails (it is rolled back).
-pub async fn migrate(pool: &PgPool) -> Result<(), AuditError> {
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS gatehouse_migrations (component text, version bigint, applied_at timestamptz DEFAULT now(), PRIMARY KEY (component, version))",
-    )
-    .execute(pool)
-    .await?;
-    for (version, sql) in MIGRATIONS {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(7425001)")
-            .execute(&mut *tx)
-            .await?;
-        let done: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM gatehouse_migrations WHERE component = 'audit' AND version = $1",
-        )
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if done.is_none() {
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::query(
-                "INSERT INTO gatehouse_migrations (component, version) VALUES ('audit', $1)",
-            )
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
 }
 
 /// A record as stored, with its place in the chain.

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use gatehouse_audit::{
-    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, WriterConfig, migrate,
+    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, WriterConfig,
 };
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
+use gatehouse_schemas::migrate;
 use sqlx::postgres::PgPoolOptions;
 
 struct Db {

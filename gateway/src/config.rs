@@ -196,8 +196,31 @@ fn default_reload() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntitiesConfig {
-    /// A Cedar entities JSON file, loaded into memory.
-    pub file: PathBuf,
+    /// `postgres` (the `entities` table, cached, under row-level security) or `file`.
+    #[serde(default)]
+    pub source: EntitySource,
+    /// A Cedar entities JSON file: the entities themselves (`file`), or the seed of an
+    /// empty database (`postgres`).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// Entity slices the cache holds at most (`postgres`).
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: u64,
+}
+
+fn default_cache_capacity() -> u64 {
+    100_000
+}
+
+/// Where entities come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntitySource {
+    /// A JSON file, loaded into memory at start.
+    #[default]
+    File,
+    /// PostgreSQL.
+    Postgres,
 }
 
 /// How the tenant of a request is found.
@@ -413,6 +436,9 @@ impl Config {
                     r.method, r.path, r.upstream
                 ));
             }
+        }
+        if self.entities.source == EntitySource::File && self.entities.file.is_none() {
+            return invalid("entities.source = \"file\" needs entities.file".into());
         }
         if self.identity.allow_hs256 && self.identity.hs256_secret.is_none() {
             return invalid("identity.allow_hs256 needs identity.hs256_secret".into());

@@ -6,13 +6,19 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig, migrate};
+use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig};
 use gatehouse_pgcluster::PgCluster;
+use gatehouse_schemas::migrate;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
 
+use std::collections::HashMap;
+
+use gatehouse_core::TenantId;
+
 use crate::config::{AuditConfig, DatabaseConfig, resolve_secret};
+use crate::entities;
 
 /// The database the gateway writes to.
 pub struct Database {
@@ -20,6 +26,8 @@ pub struct Database {
     pub cluster: Option<PgCluster>,
     /// The application role's URL.
     pub app_url: String,
+    /// The tenant directory at start: tenant id to plan.
+    pub directory: HashMap<TenantId, String>,
 }
 
 impl Database {
@@ -30,7 +38,7 @@ impl Database {
     /// # Errors
     /// When PostgreSQL cannot be started or reached, a migration fails, or the
     /// application role is a superuser or has BYPASSRLS.
-    pub fn prepare(config: &DatabaseConfig) -> anyhow::Result<Self> {
+    pub fn prepare(config: &DatabaseConfig, seed_json: Option<&str>) -> anyhow::Result<Self> {
         let (cluster, app_url, owner_url) = match &config.url {
             Some(url) => (
                 None,
@@ -56,10 +64,16 @@ impl Database {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(async {
+        let directory_result = runtime.block_on(async {
             if let Some(owner_url) = &owner_url {
                 let owner = PgPoolOptions::new().max_connections(1).connect(owner_url).await.context("connecting as the owner")?;
-                migrate(&owner).await.context("running the audit migrations")?;
+                migrate(&owner).await.context("running the migrations")?;
+                if let Some(json) = seed_json {
+                    let seeded = entities::seed(&owner, json).await.context("seeding the entities")?;
+                    if seeded > 0 {
+                        tracing::info!(target: "gatehouse::entities", entities = seeded, "seeded an empty database");
+                    }
+                }
                 owner.close().await;
             }
             let app = PgPoolOptions::new().max_connections(1).connect(&app_url).await.context("connecting as the application role")?;
@@ -67,14 +81,20 @@ impl Database {
                 sqlx::query_scalar("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
                     .fetch_one(&app)
                     .await?;
-            app.close().await;
             anyhow::ensure!(
                 !privileged,
                 "the database role may bypass row-level security (SUPERUSER or BYPASSRLS): use a role without"
             );
-            anyhow::Ok(())
+            let directory = entities::directory(&app).await.unwrap_or_default();
+            app.close().await;
+            anyhow::Ok(directory)
         })?;
-        Ok(Self { cluster, app_url })
+        let directory = directory_result;
+        Ok(Self {
+            cluster,
+            app_url,
+            directory,
+        })
     }
 }
 

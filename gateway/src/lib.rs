@@ -18,6 +18,7 @@
 pub mod config;
 pub mod database;
 pub mod echo;
+pub mod entities;
 pub mod identity;
 pub mod metrics;
 pub mod proxy;

@@ -95,7 +95,16 @@ fn main() -> ExitCode {
     }
     if cli.check_config {
         let (audit, _queue) = gatehouse_audit::AuditWriter::channel();
-        return match gatehouse_gateway::server::build(&config, audit) {
+        let database = match config.entities.source {
+            gatehouse_gateway::config::EntitySource::Postgres => {
+                match gatehouse_gateway::database::Database::prepare(&config.database, None) {
+                    Ok(db) => Some(db),
+                    Err(e) => return fail(&*e),
+                }
+            }
+            gatehouse_gateway::config::EntitySource::File => None,
+        };
+        return match gatehouse_gateway::server::build(&config, audit, database.as_ref()) {
             Ok(gateway) => {
                 println!(
                     "configuration ok: bundle {}",
@@ -113,6 +122,6 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &dyn std::fmt::Display) -> ExitCode {
-    eprintln!("error: {e}");
+    eprintln!("error: {e:#}");
     ExitCode::FAILURE
 }

@@ -12,12 +12,15 @@ use bytes::Bytes;
 use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
-use gatehouse_pdp::{AccessRequest, Decision, DecisionError, MemoryStore, Pdp};
+use gatehouse_pdp::{
+    AccessRequest, Decision, DecisionError, EntityStore, MemoryStore, Pdp, StoreError,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
 use serde_json::{Value, json};
 
+use crate::entities::PgEntityStore;
 use crate::identity::{Authenticator, Principal};
 use crate::metrics;
 use crate::routes::{RouteError, Routes};
@@ -30,7 +33,7 @@ pub struct Gateway {
     /// The decision point (and, through it, the current bundle).
     pub pdp: Arc<Pdp>,
     /// Where entities come from.
-    pub store: Arc<MemoryStore>,
+    pub store: Store,
     /// Verifies credentials.
     pub auth: Authenticator,
     /// The routes.
@@ -42,7 +45,28 @@ pub struct Gateway {
     /// Queues audit records.
     pub audit: AuditWriter,
     /// The known tenants and their rate limits.
-    pub tenants: Tenants,
+    pub tenants: Arc<Tenants>,
+}
+
+/// The entity store the gateway decides with.
+pub enum Store {
+    /// Entities loaded from a file into memory.
+    Memory(Arc<MemoryStore>),
+    /// Entities in PostgreSQL, cached.
+    Postgres(Arc<PgEntityStore>),
+}
+
+impl EntityStore for Store {
+    async fn load(
+        &self,
+        tenant: &TenantId,
+        uids: &[cedar_policy::EntityUid],
+    ) -> std::result::Result<Arc<cedar_policy::Entities>, StoreError> {
+        match self {
+            Self::Memory(store) => store.load(tenant, uids).await,
+            Self::Postgres(store) => store.load(tenant, uids).await,
+        }
+    }
 }
 
 /// What one request has been through, for forwarding and the log line.
@@ -274,7 +298,7 @@ impl Gateway {
             matched.route.action.clone(),
             matched.resource,
         );
-        let decision = self.pdp.decide(&*self.store, &request).await;
+        let decision = self.pdp.decide(&self.store, &request).await;
         let decision_id = new_decision_id();
         ctx.decision_id = Some(decision_id.clone());
         ctx.decision = Some(if decision.is_allowed() {

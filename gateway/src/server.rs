@@ -15,32 +15,62 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
-use crate::config::{Config, resolve_secret};
+use crate::config::{Config, EntitySource, resolve_secret};
 use crate::database::{AuditService, Database};
 use crate::echo::EchoUpstream;
+use crate::entities::{ChangeListener, PgEntityStore};
 use crate::identity::Authenticator;
 use crate::metrics::MetricsEndpoint;
 use crate::proxy::Gateway;
+use crate::proxy::Store;
 use crate::routes::Routes;
 use crate::tenants::Tenants;
 
 /// Builds the gateway's shared state: loads and validates the bundle and the entities,
-/// compiles routes and keys. Nothing is served if any of it fails.
+/// compiles routes and keys. Nothing is served if any of it fails. With PostgreSQL as the
+/// entity source, `database` must be prepared.
 ///
 /// # Errors
 /// What could not be loaded, with its file.
-pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
-    let bundle = Bundle::load(&config.policy.bundle).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let text = std::fs::read_to_string(&config.entities.file)
-        .with_context(|| format!("reading entities {}", config.entities.file.display()))?;
-    let entities = Entities::from_json_str(&text, Some(bundle.schema())).with_context(|| {
-        format!(
-            "entities {} do not fit the schema",
-            config.entities.file.display()
-        )
-    })?;
-    let store = MemoryStore::new(&entities, bundle.schema())?;
-    let tenants = Tenants::new(&entities, config.limits.clone());
+pub fn build(
+    config: &Config,
+    audit: AuditWriter,
+    database: Option<&Database>,
+) -> anyhow::Result<Gateway> {
+    let bundle = Arc::new(CurrentBundle::new(
+        Bundle::load(&config.policy.bundle).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ));
+    let (store, tenants) = match (config.entities.source, database) {
+        (EntitySource::File, _) => {
+            let file = config
+                .entities
+                .file
+                .as_ref()
+                .context("entities.file is required")?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading entities {}", file.display()))?;
+            let snapshot = bundle.snapshot();
+            let entities = Entities::from_json_str(&text, Some(snapshot.schema()))
+                .with_context(|| format!("entities {} do not fit the schema", file.display()))?;
+            let store = MemoryStore::new(&entities, snapshot.schema())?;
+            (
+                Store::Memory(Arc::new(store)),
+                Tenants::from_entities(&entities, config.limits.clone()),
+            )
+        }
+        (EntitySource::Postgres, Some(db)) => {
+            let store = PgEntityStore::new(
+                db.app_url.clone(),
+                bundle.clone(),
+                config.entities.cache_capacity,
+            );
+            let tenants = Tenants::new(db.directory.clone(), config.limits.clone());
+            (Store::Postgres(Arc::new(store)), tenants)
+        }
+        (EntitySource::Postgres, None) => {
+            anyhow::bail!("entities.source = \"postgres\" needs the database")
+        }
+    };
     let auth = Authenticator::new(
         &config.identity,
         &config.tenancy.tenant_claim,
@@ -53,14 +83,14 @@ pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
         None => ContextSigner::generate(lifetime)?,
     };
     Ok(Gateway {
-        pdp: Arc::new(Pdp::new(Arc::new(CurrentBundle::new(bundle)))),
-        store: Arc::new(store),
+        pdp: Arc::new(Pdp::new(bundle)),
+        store,
         auth,
         routes,
         base_domain: config.tenancy.base_domain.clone(),
         signer,
         audit,
-        tenants,
+        tenants: Arc::new(tenants),
     })
 }
 
@@ -69,9 +99,17 @@ pub fn build(config: &Config, audit: AuditWriter) -> anyhow::Result<Gateway> {
 /// # Errors
 /// When the gateway cannot be built.
 pub fn run(config: Config) -> anyhow::Result<()> {
+    let mut changes = None;
     let (audit, queue) = AuditWriter::channel();
-    let gateway = build(&config, audit)?;
-    let database = Database::prepare(&config.database)?;
+    let database = Database::prepare(&config.database, seed(&config)?.as_deref())?;
+    let gateway = build(&config, audit, Some(&database))?;
+    if let Store::Postgres(store) = &gateway.store {
+        changes = Some(ChangeListener {
+            store: store.clone(),
+            tenants: gateway.tenants.clone(),
+            url: database.app_url.clone(),
+        });
+    }
     tracing::info!(
         target: "gatehouse::server",
         listen = %config.server.listen,
@@ -88,6 +126,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
+    if let Some(listener) = changes {
+        server.add_service(background_service("entity changes", listener));
+    }
     let audit_service = AuditService::new(queue, database, config.audit.clone());
     server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
@@ -115,6 +156,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     proxy.add_tcp(&config.server.listen);
     server.add_service(proxy);
     server.run_forever()
+}
+
+/// The seed for an empty entity database: the entities file, with PostgreSQL as source.
+fn seed(config: &Config) -> anyhow::Result<Option<String>> {
+    match (config.entities.source, &config.entities.file) {
+        (EntitySource::Postgres, Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the seed {}", file.display()))?;
+            Ok(Some(text))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Reloads the bundle when its files change; a refused bundle leaves the current one.

@@ -2,6 +2,7 @@
 //! its request rate (one tenant's flood is refused before it costs anyone a decision).
 
 use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use cedar_policy::{Entities, EvalResult};
@@ -12,7 +13,7 @@ use crate::config::LimitsConfig;
 
 /// The known tenants and their rate limits.
 pub struct Tenants {
-    plans: HashMap<TenantId, String>,
+    plans: RwLock<HashMap<TenantId, String>>,
     limits: LimitsConfig,
     rate: Rate,
 }
@@ -30,7 +31,7 @@ pub enum Admission {
 
 impl Tenants {
     /// The tenants among `entities` (every `Tenant` entity, with its `plan`).
-    pub fn new(entities: &Entities, limits: LimitsConfig) -> Self {
+    pub fn from_entities(entities: &Entities, limits: LimitsConfig) -> Self {
         let plans = entities
             .iter()
             .filter(|e| e.uid().type_name().basename() == "Tenant")
@@ -43,22 +44,35 @@ impl Tenants {
                 Some((tenant, plan))
             })
             .collect();
+        Self::new(plans, limits)
+    }
+
+    /// The tenants of a directory: tenant id to plan.
+    pub fn new(plans: HashMap<TenantId, String>, limits: LimitsConfig) -> Self {
         Self {
-            plans,
+            plans: RwLock::new(plans),
             limits,
             rate: Rate::new(Duration::from_secs(1)),
         }
     }
 
+    /// Replaces the directory (after a change in the database).
+    pub fn replace(&self, plans: HashMap<TenantId, String>) {
+        if let Ok(mut current) = self.plans.write() {
+            *current = plans;
+        }
+    }
+
     /// Counts the request against its tenant's rate and says whether it may proceed.
     pub fn admit(&self, tenant: &TenantId) -> Admission {
-        let Some(plan) = self.plans.get(tenant) else {
+        let plan = self.plans.read().ok().and_then(|p| p.get(tenant).cloned());
+        let Some(plan) = plan else {
             return Admission::Unknown;
         };
         let limit = self
             .limits
             .requests_per_second
-            .get(plan)
+            .get(&plan)
             .copied()
             .unwrap_or(self.limits.default_requests_per_second);
         // Approximate (a count-min sketch): collisions can only over-count.
@@ -70,7 +84,7 @@ impl Tenants {
     }
 
     /// The tenant's plan, if the tenant exists.
-    pub fn plan(&self, tenant: &TenantId) -> Option<&str> {
-        self.plans.get(tenant).map(String::as_str)
+    pub fn plan(&self, tenant: &TenantId) -> Option<String> {
+        self.plans.read().ok().and_then(|p| p.get(tenant).cloned())
     }
 }

@@ -443,15 +443,25 @@ fn metrics_count_requests_and_decisions_by_tenant() {
     gw.get("/documents/acme-plan", &vera);
     gw.call(Method::DELETE, "/documents/acme-plan", &vera, &[]);
     gw.get("/documents/acme-plan", "");
-    let text = gw.client.get(&gw.metrics).send().unwrap().text().unwrap();
-    for line in [
+    let expected = [
         r#"gatehouse_requests_total{outcome="allowed",tenant="acme"} 1"#,
         r#"gatehouse_requests_total{outcome="forbidden",tenant="acme"} 1"#,
         r#"gatehouse_requests_total{outcome="missing_credentials",tenant="-"} 1"#,
         r#"gatehouse_decisions_total{decision="deny",tenant="acme"} 1"#,
         r#"gatehouse_decision_seconds_count{tenant="acme"} 2"#,
         r#"gatehouse_upstream_seconds_count{tenant="acme"} 1"#,
-    ] {
+    ];
+    // Requests are counted in the logging phase, just after the response: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = gw.client.get(&gw.metrics).send().unwrap().text().unwrap();
+        if expected.iter().all(|line| text.contains(line)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for line in expected {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
 }

@@ -2,9 +2,10 @@
 
 use std::process::{Command, Output};
 
-use gatehouse_audit::{AuditRecord, AuditStore, migrate};
+use gatehouse_audit::{AuditRecord, AuditStore};
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
+use gatehouse_schemas::migrate;
 
 fn platformctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_platformctl"))

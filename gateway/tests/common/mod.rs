@@ -321,6 +321,7 @@ bundle = "{dir}/policies"
 reload_interval_seconds = 1
 
 [entities]
+source = "postgres"
 file = "{fixture}"
 
 [tenancy]

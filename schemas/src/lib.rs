@@ -1,0 +1,49 @@
+//! Gatehouse's schemas: the Cedar schema of the platform and the SQL migrations of its
+//! PostgreSQL tables, applied in order, each exactly once, by [`migrate`].
+
+use sqlx::PgPool;
+
+/// The Cedar schema (`gatehouse.cedarschema`).
+pub const CEDAR_SCHEMA: &str = include_str!("../gatehouse.cedarschema");
+
+/// The SQL migrations, in order: (version, name, SQL). Never edit one that has shipped:
+/// add the next.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "audit", include_str!("../sql/0001_audit.sql")),
+    (2, "entities", include_str!("../sql/0002_entities.sql")),
+];
+
+/// Applies the migrations not applied yet, each in its own transaction, serialized across
+/// processes by an advisory lock. Run as the owner of the tables (not the application role).
+///
+/// # Errors
+/// The failing migration's error; it is rolled back and later ones are not tried.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS gatehouse_migrations (\
+           version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .execute(pool)
+    .await?;
+    for (version, name, sql) in MIGRATIONS {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7425001)")
+            .execute(&mut *tx)
+            .await?;
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM gatehouse_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_none() {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO gatehouse_migrations (version, name) VALUES ($1, $2)")
+                .bind(version)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
