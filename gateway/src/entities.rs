@@ -68,6 +68,14 @@ impl PgEntityStore {
         }
     }
 
+    /// Whether PostgreSQL answers right now.
+    pub async fn ready(&self) -> bool {
+        match self.pool().await {
+            Ok(pool) => sqlx::query("SELECT 1").execute(pool).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
     fn generation(&self, tenant: &TenantId) -> u64 {
         let own = self
             .generations

@@ -120,8 +120,9 @@ impl ProxyHttp for Gateway {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let trace = TraceContext::continue_or_start(header(session, "traceparent"));
         ctx.trace = Some(trace);
-        if let Some(body) = self.health(session.req_header().uri.path()) {
-            respond(session, 200, &body, None).await?;
+        if let Some((status, body)) = self.health(session.req_header().uri.path()).await {
+            ctx.code = Some("health");
+            respond(session, status, &body, None).await?;
             return Ok(true);
         }
         match self.admit(session, ctx).await {
@@ -224,15 +225,24 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
-    fn health(&self, path: &str) -> Option<Value> {
+    /// `/healthz`: the process is up. `/readyz`: a valid bundle is serving (always, once
+    /// started) and the entity store answers; 503 otherwise.
+    async fn health(&self, path: &str) -> Option<(u16, Value)> {
         match path {
-            "/healthz" => Some(json!({ "status": "ok" })),
+            "/healthz" => Some((200, json!({ "status": "ok" }))),
             "/readyz" => {
                 let bundle = self.pdp.bundle().snapshot();
                 let id = bundle.id();
-                Some(
-                    json!({ "ready": true, "bundle": { "name": &*id.name, "version": &*id.version, "hash": &*id.hash } }),
-                )
+                let store = match &self.store {
+                    Store::Memory(_) => true,
+                    Store::Postgres(store) => store.ready().await,
+                };
+                let body = json!({
+                    "ready": store,
+                    "entity_store": if store { "up" } else { "down" },
+                    "bundle": { "name": &*id.name, "version": &*id.version, "hash": &*id.hash },
+                });
+                Some((if store { 200 } else { 503 }, body))
             }
             _ => None,
         }

@@ -169,12 +169,15 @@ fn without_its_entity_store_the_gateway_answers_503() {
     let gw = Gateway::start();
     let vera = gw.token("acme-vera", "acme");
     assert_eq!(gw.get("/documents/acme-plan", &vera).0, 200);
+    assert_eq!(gw.get("/readyz", "").1["entity_store"], "up");
     gw.postgres.as_ref().unwrap().stop().unwrap();
     let (status, body) = gw.get("/documents/acme-public", &vera);
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("decision_unavailable"))
     );
+    let (status, body) = gw.get("/readyz", "");
+    assert_eq!((status, body["ready"].as_bool()), (503, Some(false)));
     gw.postgres.as_ref().unwrap().restart().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while gw.get("/documents/acme-public", &vera).0 != 200 {

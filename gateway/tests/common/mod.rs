@@ -225,7 +225,20 @@ pub struct Gateway {
 }
 
 impl Drop for Gateway {
+    /// SIGTERM first, so the gateway shuts down gracefully (and stops a private cluster it
+    /// started); SIGKILL if it is still there after ten seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
