@@ -8,5 +8,6 @@
 
 pub mod forwarded;
 mod tenant;
+pub mod time;
 
 pub use tenant::{TenantId, TenantIdError};

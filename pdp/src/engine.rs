@@ -432,38 +432,8 @@ fn entity_json(uid: &EntityUid) -> Value {
     json!({ "__entity": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() } })
 }
 
-/// Formats a time as RFC 3339 in UTC, to the second (Howard Hinnant's civil calendar).
+/// Formats a time as RFC 3339 in UTC, to the second.
 fn rfc3339_utc(t: SystemTime) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn formats_utc_times() {
-        let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-        assert_eq!(rfc3339_utc(at(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_utc(at(951_782_400)), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339_utc(at(1_795_453_199)), "2026-11-23T16:59:59Z");
-    }
+    gatehouse_core::time::format_rfc3339(since.as_secs() as i64)
 }

@@ -113,25 +113,20 @@ impl PgCluster {
     /// # Errors
     /// [`ClusterError::Tool`] with psql's message.
     pub fn execute(&self, db: &str, sql: &str) -> Result<(), ClusterError> {
+        self.psql(db, &["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .map(drop)
+    }
+
+    /// The unaligned, header-less output of a query.
+    fn query_one(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
+        self.psql(db, &["-tA", "-c", sql])
+    }
+
+    fn psql(&self, db: &str, args: &[&str]) -> Result<String, ClusterError> {
         let port = self.port.to_string();
-        self.run(
-            "psql",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-c",
-                sql,
-            ],
-        )
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db];
+        all.extend_from_slice(args);
+        self.run("psql", &all)
     }
 
     /// Creates (once) the database `db`, owned by the role `gatehouse_owner` (which runs
@@ -168,36 +163,6 @@ impl PgCluster {
         })
     }
 
-    fn query_one(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
-        let port = self.port.to_string();
-        let out = self
-            .command(
-                "psql",
-                &[
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-U",
-                    "postgres",
-                    "-d",
-                    db,
-                    "-tA",
-                    "-c",
-                    sql,
-                ],
-            )
-            .output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(ClusterError::Tool {
-                tool: "psql".into(),
-                output: String::from_utf8_lossy(&out.stderr).into_owned(),
-            })
-        }
-    }
-
     /// Stops the server (fast shutdown); the data directory stays.
     ///
     /// # Errors
@@ -208,6 +173,7 @@ impl PgCluster {
             "pg_ctl",
             &["stop", "-D", &dir, "-m", "fast", "-w", "-t", "30"],
         )
+        .map(drop)
     }
 
     /// Starts a stopped server again, on the same port.
@@ -232,6 +198,7 @@ impl PgCluster {
                 "--no-sync",
             ],
         )
+        .map(drop)
     }
 
     fn launch(&self) -> Result<(), ClusterError> {
@@ -270,10 +237,11 @@ impl PgCluster {
         command
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> Result<(), ClusterError> {
+    /// Runs a PostgreSQL tool; its standard output on success.
+    fn run(&self, tool: &str, args: &[&str]) -> Result<String, ClusterError> {
         let out = self.command(tool, args).output()?;
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(ClusterError::Tool {
                 tool: tool.to_string(),

@@ -229,56 +229,16 @@ fn print_records(records: &[StoredRecord], as_json: bool) {
 
 /// Unix seconds, or RFC 3339 UTC (`2026-11-23T10:00:00Z`), to microseconds.
 fn parse_time(value: &str) -> Result<i64, String> {
-    if let Ok(secs) = value.parse::<i64>() {
-        return Ok(secs * 1_000_000);
-    }
-    let bad = || format!("{value:?} is neither Unix seconds nor YYYY-MM-DDTHH:MM:SSZ");
-    let v = value.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = v.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), t.as_slice()) else {
-        return Err(bad());
-    };
-    Ok((days_from_civil(*y, *m, *day) * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000_000)
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    value
+        .parse::<i64>()
+        .ok()
+        .or_else(|| gatehouse_core::time::parse_rfc3339(value))
+        .map(|secs| secs * 1_000_000)
+        .ok_or_else(|| format!("{value:?} is neither Unix seconds nor YYYY-MM-DDTHH:MM:SSZ"))
 }
 
 fn format_time(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Invert days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    gatehouse_core::time::format_rfc3339(us.div_euclid(1_000_000))
 }
 
 #[cfg(test)]

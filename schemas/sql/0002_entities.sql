@@ -28,32 +28,24 @@ CREATE POLICY entities_by_tenant ON entities
     USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '') OR tenant_id = '*')
     WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), ''));
 
--- Tell the gateways what changed, so their caches drop it.
-CREATE OR REPLACE FUNCTION entities_notify() RETURNS trigger
+-- Tell the gateways which tenant changed, so their caches drop it.
+CREATE OR REPLACE FUNCTION notify_tenant_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
-DECLARE changed entities;
 BEGIN
-    changed := COALESCE(NEW, OLD);
-    PERFORM pg_notify('gatehouse_entities', changed.tenant_id);
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('gatehouse_entities', OLD.tenant_id);
+    ELSE
+        PERFORM pg_notify('gatehouse_entities', NEW.tenant_id);
+    END IF;
     RETURN NULL;
 END;
 $$;
 DROP TRIGGER IF EXISTS entities_changed ON entities;
 CREATE TRIGGER entities_changed AFTER INSERT OR UPDATE OR DELETE ON entities
-    FOR EACH ROW EXECUTE FUNCTION entities_notify();
-
-CREATE OR REPLACE FUNCTION tenants_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE changed tenants;
-BEGIN
-    changed := COALESCE(NEW, OLD);
-    PERFORM pg_notify('gatehouse_entities', changed.tenant_id);
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION notify_tenant_changed();
 DROP TRIGGER IF EXISTS tenants_changed ON tenants;
 CREATE TRIGGER tenants_changed AFTER INSERT OR UPDATE OR DELETE ON tenants
-    FOR EACH ROW EXECUTE FUNCTION tenants_notify();
+    FOR EACH ROW EXECUTE FUNCTION notify_tenant_changed();
 
 DO $$
 BEGIN
