@@ -18,4 +18,4 @@ mod writer;
 
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
 pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
-pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig};
+pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig, drain_spool, spool};

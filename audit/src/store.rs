@@ -13,6 +13,9 @@ pub enum AuditError {
     /// PostgreSQL could not be reached or refused the statement.
     #[error("audit store: {0}")]
     Database(#[from] sqlx::Error),
+    /// The spool file cannot be read or removed.
+    #[error("audit spool: {0}")]
+    Spool(String),
     /// A stored record does not parse.
     #[error("audit store: corrupt record at seq {seq}: {message}")]
     Corrupt {

@@ -1,56 +1,78 @@
-//! Writing records in batches from a background task, with a spool for outages.
+//! Writing records in batches from a background task, through a write-ahead spool.
+//!
+//! Requests queue records in memory ([`AuditWriter`]). Every `flush_every`, the worker
+//! takes what is queued, appends it to the spool file (synced, without awaiting anything,
+//! so that a task stopped at any point loses nothing), and then writes the whole spool to
+//! PostgreSQL and removes it. While PostgreSQL is unreachable the spool grows; it is
+//! written, in order and exactly once (stored ids are skipped), when PostgreSQL is back.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::record::AuditRecord;
-use crate::store::AuditStore;
+use crate::store::{AuditError, AuditStore};
 
 /// How the writer batches.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    /// At most this many records per batch.
+    /// Unused bound kept for configuration compatibility: every flush takes all that is
+    /// queued.
     pub batch_max: usize,
-    /// A batch is written at least this often.
+    /// How often queued records are spooled and written.
     pub flush_every: Duration,
-    /// Where batches go while PostgreSQL is unreachable (JSON lines).
+    /// The write-ahead spool (JSON lines).
     pub spool: PathBuf,
 }
 
-/// The handle requests use: sending never blocks and never fails while the worker runs.
+/// The handle requests use: sending never blocks and never fails while the queue exists.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
     sender: mpsc::UnboundedSender<AuditRecord>,
 }
 
-/// The receiving end of [`AuditWriter`]s, for an [`AuditWorker`].
-#[derive(Debug)]
+/// The receiving end of [`AuditWriter`]s. Cloneable: the worker drains it, and whoever
+/// stops the worker can take what is left ([`AuditQueue::take_pending`]).
+#[derive(Debug, Clone)]
 pub struct AuditQueue {
-    receiver: mpsc::UnboundedReceiver<AuditRecord>,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<AuditRecord>>>,
 }
 
 impl AuditWriter {
-    /// A writer and the queue its records arrive on. The queue can be handed to a worker
-    /// later, e.g. once a database connection exists.
+    /// A writer and the queue its records arrive on.
     pub fn channel() -> (Self, AuditQueue) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (Self { sender }, AuditQueue { receiver })
+        let queue = AuditQueue {
+            receiver: Arc::new(Mutex::new(receiver)),
+        };
+        (Self { sender }, queue)
     }
 
-    /// Queues a record for writing.
-    ///
-    /// Returns false only when the worker has stopped (the record could not be queued).
+    /// Queues a record for writing. False only when the queue is gone.
     pub fn record(&self, record: AuditRecord) -> bool {
         self.sender.send(record).is_ok()
     }
 }
 
+impl AuditQueue {
+    /// Every record queued so far (without waiting).
+    pub fn take_pending(&self) -> Vec<AuditRecord> {
+        let mut out = Vec::new();
+        if let Ok(mut receiver) = self.receiver.lock() {
+            while let Ok(record) = receiver.try_recv() {
+                out.push(record);
+            }
+        }
+        out
+    }
+}
+
 /// Drains the queue into the store; see [`AuditWorker::run`].
 pub struct AuditWorker {
-    receiver: mpsc::UnboundedReceiver<AuditRecord>,
+    queue: AuditQueue,
     store: AuditStore,
     config: WriterConfig,
 }
@@ -59,108 +81,87 @@ impl AuditWorker {
     /// A worker writing what arrives on `queue` to `store`.
     pub fn new(queue: AuditQueue, store: AuditStore, config: WriterConfig) -> Self {
         Self {
-            receiver: queue.receiver,
+            queue,
             store,
             config,
         }
     }
 
-    /// Writes batches until `shutdown` turns true and every queued record is written or
-    /// spooled. A batch that cannot be written is appended to the spool; the spool is
-    /// replayed (in order, skipping records already stored) before any newer batch.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Spools and writes queued records every `flush_every` until `shutdown` turns true,
+    /// then once more.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.flush_every);
-        let mut batch: Vec<AuditRecord> = Vec::new();
         loop {
             let stop = tokio::select! {
-                received = self.receiver.recv() => match received {
-                    Some(record) => {
-                        batch.push(record);
-                        if batch.len() < self.config.batch_max {
-                            continue;
-                        }
-                        false
-                    }
-                    None => true,
-                },
                 _ = tick.tick() => false,
                 changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
             };
-            if stop {
-                while let Ok(record) = self.receiver.try_recv() {
-                    batch.push(record);
-                }
-            }
-            self.flush(std::mem::take(&mut batch)).await;
+            self.flush().await;
             if stop {
                 return;
             }
         }
     }
 
-    /// Writes `batch` after any spooled records; spools what cannot be written.
-    async fn flush(&self, batch: Vec<AuditRecord>) {
-        let spooled = self.replay_spool().await;
-        if batch.is_empty() {
+    async fn flush(&self) {
+        let batch = self.queue.take_pending();
+        if let Err(e) = spool(&self.config.spool, &batch) {
+            // Nowhere left to put them: say so loudly, with the records themselves.
+            let records: Vec<String> = batch.iter().map(AuditRecord::canonical).collect();
+            tracing::error!(target: "gatehouse::audit", error = %e, records = ?records, "AUDIT RECORDS COULD NOT BE SPOOLED");
             return;
         }
-        if spooled {
-            if let Err(e) = self.store.append(&batch).await {
-                tracing::warn!(target: "gatehouse::audit", error = %e, records = batch.len(), "audit store unavailable; spooling");
-                self.spool(&batch).await;
-            }
-        } else {
-            self.spool(&batch).await;
+        if let Err(e) = drain_spool(&self.store, &self.config.spool).await
+            && !batch.is_empty()
+        {
+            tracing::warn!(target: "gatehouse::audit", error = %e, records = batch.len(), "audit store unavailable; records kept in the spool");
         }
     }
+}
 
-    /// Replays the spool; true when it is empty afterwards.
-    async fn replay_spool(&self) -> bool {
-        let text = match tokio::fs::read_to_string(&self.config.spool).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return true,
-            Err(e) => {
-                tracing::error!(target: "gatehouse::audit", error = %e, "cannot read the audit spool");
-                return false;
-            }
-        };
-        let records: Vec<AuditRecord> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-        if records.is_empty() {
-            return tokio::fs::remove_file(&self.config.spool).await.is_ok();
-        }
-        match self.store.append(&records).await {
-            Ok(written) => {
-                tracing::info!(target: "gatehouse::audit", spooled = records.len(), written, "audit spool replayed");
-                tokio::fs::remove_file(&self.config.spool).await.is_ok()
-            }
-            Err(_) => false,
-        }
+/// Appends records to the spool file at `path` and syncs it. Blocking on purpose: it
+/// must not be interrupted halfway.
+///
+/// # Errors
+/// The I/O error.
+pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
     }
+    let mut lines = String::new();
+    for record in records {
+        lines.push_str(&record.canonical());
+        lines.push('\n');
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(lines.as_bytes())?;
+    file.sync_data()
+}
 
-    async fn spool(&self, batch: &[AuditRecord]) {
-        let mut lines = String::new();
-        for record in batch {
-            lines.push_str(&record.canonical());
-            lines.push('\n');
-        }
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.config.spool)
-            .await;
-        let written = match file {
-            Ok(mut f) => match f.write_all(lines.as_bytes()).await {
-                Ok(()) => f.sync_data().await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
-            // Nowhere left to put them: say so loudly, with the records themselves.
-            tracing::error!(target: "gatehouse::audit", error = %e, records = %lines, "AUDIT RECORDS COULD NOT BE SPOOLED");
-        }
-    }
+/// Writes every record of the spool file at `path` to `store` (skipping those already
+/// stored) and removes the file; returns how many were written. A missing file is an
+/// empty spool.
+///
+/// # Errors
+/// [`AuditError`] when the store refuses; the spool then stays as it was.
+pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(AuditError::Spool(e.to_string())),
+    };
+    let records: Vec<AuditRecord> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let written = if records.is_empty() {
+        0
+    } else {
+        store.append(&records).await?
+    };
+    std::fs::remove_file(path).map_err(|e| AuditError::Spool(e.to_string()))?;
+    Ok(written)
 }

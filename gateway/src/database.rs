@@ -1,7 +1,6 @@
 //! PostgreSQL for the gateway: a configured server, or a private cluster; migrations; and
 //! the audit service that writes decision records to it.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -98,22 +97,20 @@ impl Database {
     }
 }
 
-/// Writes audit records from the queue until shutdown, then stops the private cluster.
+/// Writes audit records from the queue until shutdown.
 pub struct AuditService {
-    queue: Mutex<Option<AuditQueue>>,
+    queue: AuditQueue,
     app_url: String,
     config: AuditConfig,
-    cluster: Mutex<Option<PgCluster>>,
 }
 
 impl AuditService {
-    /// The service for `queue`, writing to `database`.
-    pub fn new(queue: AuditQueue, database: Database, config: AuditConfig) -> Self {
+    /// The service for `queue`, writing to the database at `app_url`.
+    pub fn new(queue: AuditQueue, app_url: String, config: AuditConfig) -> Self {
         Self {
-            queue: Mutex::new(Some(queue)),
-            app_url: database.app_url,
+            queue,
+            app_url,
             config,
-            cluster: Mutex::new(database.cluster),
         }
     }
 }
@@ -121,16 +118,11 @@ impl AuditService {
 #[async_trait]
 impl BackgroundService for AuditService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let queue = self.queue.lock().ok().and_then(|mut q| q.take());
-        let Some(queue) = queue else { return };
+        let queue = self.queue.clone();
         if let Some(parent) = self.config.spool.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        match PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(1))
-            .connect_lazy(&self.app_url)
-        {
+        match audit_pool(&self.app_url) {
             Ok(pool) => {
                 let config = WriterConfig {
                     batch_max: self.config.batch_max,
@@ -145,9 +137,36 @@ impl BackgroundService for AuditService {
                 tracing::error!(target: "gatehouse::audit", error = %e, "invalid database URL: audit records are not written")
             }
         }
-        // The records are flushed: the private cluster may stop now.
-        if let Ok(mut cluster) = self.cluster.lock() {
-            drop(cluster.take());
-        }
     }
+}
+
+fn audit_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy(url)
+}
+
+/// After the server stopped: spools what is still queued, then writes the spool (at most
+/// ten seconds; what remains is written at the next start).
+pub fn drain_spool_after_shutdown(queue: &AuditQueue, app_url: &str, config: &AuditConfig) {
+    if let Err(e) = gatehouse_audit::spool(&config.spool, &queue.take_pending()) {
+        tracing::error!(target: "gatehouse::audit", error = %e, "AUDIT RECORDS COULD NOT BE SPOOLED AT SHUTDOWN");
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    runtime.block_on(async {
+        let Ok(pool) = audit_pool(app_url) else { return };
+        let store = AuditStore::new(pool);
+        let drained = tokio::time::timeout(Duration::from_secs(10), gatehouse_audit::drain_spool(&store, &config.spool)).await;
+        match drained {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(target: "gatehouse::audit", error = %e, "audit spool kept for the next start"),
+            Err(_) => tracing::warn!(target: "gatehouse::audit", "audit spool kept for the next start (timeout)"),
+        }
+    });
 }

@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use cedar_policy::Entities;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp};
-use pingora::server::ShutdownWatch;
 use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
 use crate::config::{Config, EntitySource, resolve_secret};
-use crate::database::{AuditService, Database};
+use crate::database::{AuditService, Database, drain_spool_after_shutdown};
 use crate::echo::EchoUpstream;
 use crate::entities::{ChangeListener, PgEntityStore};
 use crate::identity::Authenticator;
@@ -94,7 +94,7 @@ pub fn build(
     })
 }
 
-/// Runs the gateway until SIGTERM (graceful) or SIGINT; never returns.
+/// Runs the gateway until SIGTERM (graceful) or SIGINT.
 ///
 /// # Errors
 /// When the gateway cannot be built.
@@ -129,7 +129,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(listener) = changes {
         server.add_service(background_service("entity changes", listener));
     }
-    let audit_service = AuditService::new(queue, database, config.audit.clone());
+    let audit_service = AuditService::new(
+        queue.clone(),
+        database.app_url.clone(),
+        config.audit.clone(),
+    );
     server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
         let reloader = BundleReloader {
@@ -155,7 +159,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     proxy.add_tcp(&config.server.listen);
     server.add_service(proxy);
-    server.run_forever()
+    server.run(RunArgs::default());
+    // Every service has stopped: write what the audit writer spooled, then stop the
+    // private cluster (when there is one) by dropping it.
+    drain_spool_after_shutdown(&queue, &database.app_url, &config.audit);
+    drop(database);
+    Ok(())
 }
 
 /// The seed for an empty entity database: the entities file, with PostgreSQL as source.

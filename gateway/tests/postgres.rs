@@ -188,3 +188,60 @@ fn without_its_entity_store_the_gateway_answers_503() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_flushes_the_audit_log() {
+    let mut gw = Gateway::start();
+    for _ in 0..3 {
+        assert_eq!(
+            gw.get("/documents/acme-plan", &gw.token("acme-vera", "acme"))
+                .0,
+            200
+        );
+    }
+    assert_eq!(gw.terminate(), Some(0), "a clean exit on SIGTERM");
+    let records = gw.audit_when("acme", 3).len();
+    let spool = std::fs::read_to_string(gw.dir.path().join("audit.spool")).unwrap_or_default();
+    assert_eq!(
+        records,
+        3,
+        "every record written before the exit; spool:\n{spool}\nlog:\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn check_config_validates_without_serving() {
+    let gw = Gateway::start();
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(path)
+            .env("TEST_HS256_SECRET", "x")
+            .output()
+            .unwrap()
+    };
+    let ok = check(&gw.config_path());
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("configuration ok: bundle gatehouse-base")
+    );
+    let broken = gw.dir.path().join("broken.toml");
+    let text = std::fs::read_to_string(gw.config_path())
+        .unwrap()
+        .replace("upstream = \"app\"", "upstream = \"nowhere\"");
+    std::fs::write(&broken, text).unwrap();
+    let bad = check(&broken);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("unknown upstream"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -224,6 +224,29 @@ pub struct Gateway {
     pub stderr_path: PathBuf,
 }
 
+impl Gateway {
+    /// Sends SIGTERM and waits (at most 20 s) for the process to exit; its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The configuration file the gateway was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gatehouse.toml")
+    }
+}
+
 impl Drop for Gateway {
     /// SIGTERM first, so the gateway shuts down gracefully (and stops a private cluster it
     /// started); SIGKILL if it is still there after ten seconds.
