@@ -6,8 +6,8 @@ use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextVerifier};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+
+use crate::tiny_http::{Answer, serve};
 
 /// The echo upstream.
 pub struct EchoUpstream {
@@ -19,43 +19,15 @@ pub struct EchoUpstream {
 
 #[async_trait]
 impl BackgroundService for EchoUpstream {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let listener = match TcpListener::bind(&self.address).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(target: "gatehouse::demo", address = %self.address, error = %e, "echo upstream cannot listen");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => {
-                    if let Ok((stream, _)) = accepted {
-                        let verifier = self.verifier.clone();
-                        tokio::spawn(async move { let _ = answer(stream, &verifier).await; });
-                    }
-                }
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let verifier = self.verifier.clone();
+        serve(&self.address, shutdown, move |head| echo(head, &verifier)).await;
     }
 }
 
-async fn answer(mut stream: TcpStream, verifier: &ContextVerifier) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&head);
-    let mut lines = text.lines();
-    let request_line = lines.next().unwrap_or_default().to_string();
+fn echo(head: &str, verifier: &ContextVerifier) -> Answer {
     let header = |name: &str| {
-        text.lines()
+        head.lines()
             .filter_map(|l| l.split_once(':'))
             .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_string())
@@ -69,15 +41,13 @@ async fn answer(mut stream: TcpStream, verifier: &ContextVerifier) -> std::io::R
     };
     let body = json!({
         "upstream": "gatehouse demo echo",
-        "request": request_line,
+        "request": head.lines().next().unwrap_or_default(),
         "traceparent": header("traceparent"),
         "forwarded_context": context,
-    })
-    .to_string();
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    });
+    Answer {
+        status: "200 OK",
+        content_type: "application/json",
+        body: body.to_string(),
+    }
 }

@@ -26,4 +26,5 @@ pub mod routes;
 pub mod server;
 pub mod tenant;
 pub mod tenants;
+pub mod tiny_http;
 pub mod trace;

@@ -9,8 +9,8 @@ use prometheus::{
     Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
     register_int_counter_vec,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+
+use crate::tiny_http::{Answer, serve};
 
 /// Requests by tenant and outcome (`allowed`, `denied`, or the refusal's error code).
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -74,36 +74,22 @@ pub struct MetricsEndpoint {
 
 #[async_trait]
 impl BackgroundService for MetricsEndpoint {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let listener = match TcpListener::bind(&self.address).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(target: "gatehouse::metrics", address = %self.address, error = %e, "cannot serve metrics");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => {
-                    let Ok((mut stream, _)) = accepted else { continue };
-                    tokio::spawn(async move {
-                        let mut buf = [0u8; 1024];
-                        let n = stream.read(&mut buf).await.unwrap_or(0);
-                        let (status, body) = if buf[..n].starts_with(b"GET /metrics") {
-                            ("200 OK", render())
-                        } else {
-                            ("404 Not Found", String::from("only /metrics here\n"))
-                        };
-                        let head = format!(
-                            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                            body.len()
-                        );
-                        let _ = stream.write_all(head.as_bytes()).await;
-                        let _ = stream.write_all(body.as_bytes()).await;
-                    });
+    async fn start(&self, shutdown: ShutdownWatch) {
+        serve(&self.address, shutdown, |head| {
+            if head.starts_with("GET /metrics") {
+                Answer {
+                    status: "200 OK",
+                    content_type: "text/plain; version=0.0.4",
+                    body: render(),
+                }
+            } else {
+                Answer {
+                    status: "404 Not Found",
+                    content_type: "text/plain",
+                    body: "only /metrics here\n".into(),
                 }
             }
-        }
+        })
+        .await;
     }
 }
