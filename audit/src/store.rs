@@ -120,7 +120,7 @@ impl AuditStore {
         tenant: &TenantId,
         batch: &[&AuditRecord],
     ) -> Result<usize, AuditError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.tenant_tx(tenant).await?;
         // One writer per tenant chain at a time, across gateway replicas.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7425))")
             .bind(tenant.as_str())
@@ -208,7 +208,10 @@ impl AuditStore {
             sql.push(" AND time_us < ").push_bind(until);
         }
         sql.push(" ORDER BY seq DESC LIMIT ").push_bind(query.limit);
-        let rows = sql.build().fetch_all(&self.pool).await?;
+        let rows = sql
+            .build()
+            .fetch_all(&mut *self.tenant_tx(&query.tenant).await?)
+            .await?;
         let mut out = rows
             .into_iter()
             .map(|row| {
@@ -225,15 +228,29 @@ impl AuditStore {
         Ok(out)
     }
 
-    /// The tenants that have audit records.
+    /// A transaction that sees (and may write) only `tenant`'s audit records: the table
+    /// is under row-level security, and the tenant is set for this transaction only.
+    async fn tenant_tx(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<sqlx::Transaction<'static, Postgres>, AuditError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// The tenants of the tenant directory (whose chains `verify` can walk one by one:
+    /// row-level security hides every other tenant's records).
     ///
     /// # Errors
     /// [`AuditError::Database`].
     pub async fn tenants(&self) -> Result<Vec<TenantId>, AuditError> {
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT DISTINCT tenant_id FROM audit_log ORDER BY 1")
-                .fetch_all(&self.pool)
-                .await?;
+        let names: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants ORDER BY 1")
+            .fetch_all(&self.pool)
+            .await?;
         Ok(names
             .iter()
             .filter_map(|n| TenantId::parse(n).ok())
@@ -253,7 +270,7 @@ impl AuditStore {
              FROM audit_log WHERE tenant_id = $1 ORDER BY seq",
         )
         .bind(tenant.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.tenant_tx(tenant).await?)
         .await?;
         let mut prev = GENESIS_HASH.to_vec();
         let mut count = 0;

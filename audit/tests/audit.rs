@@ -32,6 +32,12 @@ async fn db() -> Db {
     let owner = connect(urls.owner_url).await;
     migrate(&owner).await.unwrap();
     migrate(&owner).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu'), ('globex', 'Globex', 'free', 'us')",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
     let app = connect(urls.app_url).await;
     Db {
         cluster,
@@ -157,6 +163,14 @@ async fn the_application_role_cannot_change_history_and_tampering_is_detected() 
         )
         .await
         .unwrap();
+    let unscoped: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log")
+        .fetch_one(&db.app)
+        .await
+        .unwrap();
+    assert_eq!(
+        unscoped, 0,
+        "row-level security: with no tenant set, no record is visible"
+    );
     for statement in [
         "UPDATE audit_log SET decision = 'deny'",
         "DELETE FROM audit_log",
@@ -168,7 +182,9 @@ async fn the_application_role_cannot_change_history_and_tampering_is_detected() 
             .unwrap_err()
             .to_string();
         assert!(err.contains("permission denied"), "app: {statement}: {err}");
-        let err = sqlx::raw_sql(statement)
+        // The owner, with the tenant set (row-level security is forced on it too).
+        let scoped = format!("SET app.tenant_id = 'acme'; {statement}");
+        let err = sqlx::raw_sql(&scoped)
             .execute(&db.owner)
             .await
             .unwrap_err()
@@ -266,9 +282,16 @@ async fn records_survive_a_database_outage_through_the_spool() {
 
 async fn wait_for(pool: &sqlx::PgPool, n: i64) {
     for _ in 0..300 {
-        let count: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM audit_log")
-            .fetch_one(pool)
-            .await;
+        let count: Result<i64, sqlx::Error> = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query_scalar("SELECT count(*) FROM audit_log")
+                .fetch_one(&mut *tx)
+                .await
+        }
+        .await;
         if count.ok() == Some(n) {
             return;
         }

@@ -47,6 +47,10 @@ fn query_filters_and_verify_detects_tampering() {
     runtime.block_on(async {
         let owner = sqlx::PgPool::connect(&urls.owner_url).await.unwrap();
         migrate(&owner).await.unwrap();
+        sqlx::raw_sql("INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu')")
+            .execute(&owner)
+            .await
+            .unwrap();
         let app = sqlx::PgPool::connect(&urls.app_url).await.unwrap();
         let records = [record(1, "allow"), record(2, "deny"), record(3, "allow")];
         AuditStore::new(app).append(&records).await.unwrap();

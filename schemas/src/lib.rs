@@ -11,6 +11,11 @@ pub const CEDAR_SCHEMA: &str = include_str!("../gatehouse.cedarschema");
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "audit", include_str!("../sql/0001_audit.sql")),
     (2, "entities", include_str!("../sql/0002_entities.sql")),
+    (
+        3,
+        "audit row-level security",
+        include_str!("../sql/0003_audit_rls.sql"),
+    ),
 ];
 
 /// Applies the migrations not applied yet, each in its own transaction, serialized across
