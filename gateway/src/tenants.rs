@@ -65,26 +65,25 @@ impl Tenants {
 
     /// Counts the request against its tenant's rate and says whether it may proceed.
     pub fn admit(&self, tenant: &TenantId) -> Admission {
-        let plan = self.plans.read().ok().and_then(|p| p.get(tenant).cloned());
-        let Some(plan) = plan else {
+        let limit = self.plans.read().ok().and_then(|plans| {
+            let plan = plans.get(tenant)?;
+            let limits = &self.limits;
+            Some(
+                limits
+                    .requests_per_second
+                    .get(plan)
+                    .copied()
+                    .unwrap_or(limits.default_requests_per_second),
+            )
+        });
+        let Some(limit) = limit else {
             return Admission::Unknown;
         };
-        let limit = self
-            .limits
-            .requests_per_second
-            .get(&plan)
-            .copied()
-            .unwrap_or(self.limits.default_requests_per_second);
         // Approximate (a count-min sketch): collisions can only over-count.
         if self.rate.observe(tenant, 1) > isize::try_from(limit).unwrap_or(isize::MAX) {
             Admission::RateLimited(1)
         } else {
             Admission::Admit
         }
-    }
-
-    /// The tenant's plan, if the tenant exists.
-    pub fn plan(&self, tenant: &TenantId) -> Option<String> {
-        self.plans.read().ok().and_then(|p| p.get(tenant).cloned())
     }
 }

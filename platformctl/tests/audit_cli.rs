@@ -56,16 +56,13 @@ fn query_filters_and_verify_detects_tampering() {
         AuditStore::new(app).append(&records).await.unwrap();
     });
     let url = urls.app_url.as_str();
+    let query = |extra: &[&str]| {
+        let mut args = vec!["audit", "query", "--database-url", url, "--tenant", "acme"];
+        args.extend_from_slice(extra);
+        platformctl(&args)
+    };
 
-    let out = platformctl(&[
-        "audit",
-        "query",
-        "--database-url",
-        url,
-        "--tenant",
-        "acme",
-        "--json",
-    ]);
+    let out = query(&["--json"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -73,26 +70,11 @@ fn query_filters_and_verify_detects_tampering() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
-    let out = platformctl(&[
-        "audit",
-        "query",
-        "--database-url",
-        url,
-        "--tenant",
-        "acme",
-        "--decision",
-        "deny",
-    ]);
+    let out = query(&["--decision", "deny"]);
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(table.lines().count(), 2, "a header and one row: {table}");
     assert!(table.contains(r#"Document::"acme-d2""#), "{table}");
-    let out = platformctl(&[
-        "audit",
-        "query",
-        "--database-url",
-        url,
-        "--tenant",
-        "acme",
+    let out = query(&[
         "--since",
         "1795000002",
         "--action",

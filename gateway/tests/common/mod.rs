@@ -227,11 +227,15 @@ pub struct Gateway {
 impl Gateway {
     /// Sends SIGTERM and waits (at most 20 s) for the process to exit; its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.terminate_within(Duration::from_secs(20))
+    }
+
+    fn terminate_within(&mut self, patience: Duration) -> Option<i32> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -251,19 +255,12 @@ impl Drop for Gateway {
     /// SIGTERM first, so the gateway shuts down gracefully (and stops a private cluster it
     /// started); SIGKILL if it is still there after ten seconds.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if self.child.try_wait().ok().flatten().is_none()
+            && self.terminate_within(Duration::from_secs(10)).is_none()
+        {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
