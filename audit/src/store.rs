@@ -86,6 +86,59 @@ pub struct VerifyReport {
     pub broken: Option<(i64, String)>,
 }
 
+/// A batch of one tenant's records as columns, chained after `seq` and `prev`.
+struct ChainedRows {
+    seq: Vec<i64>,
+    id: Vec<String>,
+    time_us: Vec<i64>,
+    trace_id: Vec<String>,
+    principal: Vec<String>,
+    action: Vec<String>,
+    resource: Vec<String>,
+    decision: Vec<String>,
+    canonical: Vec<String>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl ChainedRows {
+    fn new(tenant: &TenantId, mut seq: i64, mut prev: Vec<u8>, records: &[&&AuditRecord]) -> Self {
+        let n = records.len();
+        let mut rows = Self {
+            seq: Vec::with_capacity(n),
+            id: Vec::with_capacity(n),
+            time_us: Vec::with_capacity(n),
+            trace_id: Vec::with_capacity(n),
+            principal: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            resource: Vec::with_capacity(n),
+            decision: Vec::with_capacity(n),
+            canonical: Vec::with_capacity(n),
+            prev_hash: Vec::with_capacity(n),
+            hash: Vec::with_capacity(n),
+        };
+        for record in records {
+            debug_assert_eq!(&record.tenant, tenant);
+            seq += 1;
+            let canonical = record.canonical();
+            let hash = chain_hash(&prev, &canonical).to_vec();
+            rows.seq.push(seq);
+            rows.id.push(record.id.clone());
+            rows.time_us.push(record.time_us);
+            rows.trace_id.push(record.trace_id.clone());
+            rows.principal.push(record.principal.clone());
+            rows.action.push(record.action.clone());
+            rows.resource.push(record.resource.clone());
+            rows.decision.push(record.decision.clone());
+            rows.canonical.push(canonical);
+            rows.prev_hash
+                .push(std::mem::replace(&mut prev, hash.clone()));
+            rows.hash.push(hash);
+        }
+        rows
+    }
+}
+
 /// The audit table.
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -139,7 +192,7 @@ impl AuditStore {
         .bind(tenant.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let (mut seq, mut prev): (i64, Vec<u8>) = match head {
+        let (seq, prev): (i64, Vec<u8>) = match head {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
             None => (0, GENESIS_HASH.to_vec()),
         };
@@ -149,30 +202,29 @@ impl AuditStore {
             tx.commit().await?;
             return Ok(0);
         }
-        let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, record, canonical, prev_hash, hash) ",
-        );
-        insert.push_values(&fresh, |mut row, record| {
-            seq += 1;
-            let canonical = record.canonical();
-            let hash = chain_hash(&prev, &canonical);
-            row.push_bind(tenant.as_str())
-                .push_bind(seq)
-                .push_bind(record.id.clone())
-                .push_unseparated("::uuid")
-                .push_bind(record.time_us)
-                .push_bind(record.trace_id.clone())
-                .push_bind(record.principal.clone())
-                .push_bind(record.action.clone())
-                .push_bind(record.resource.clone())
-                .push_bind(record.decision.clone())
-                .push_bind(sqlx::types::Json((**record).clone()))
-                .push_bind(canonical)
-                .push_bind(prev.clone())
-                .push_bind(hash.to_vec());
-            prev = hash.to_vec();
-        });
-        insert.build().execute(&mut *tx).await?;
+        let rows = ChainedRows::new(tenant, seq, prev, &fresh);
+        // One statement of fixed text for any batch size (prepared once per connection),
+        // the rows as arrays.
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, record, canonical, prev_hash, hash)
+             SELECT $1, seq, id::uuid, time_us, trace_id, principal, action, resource, decision, canonical::jsonb, canonical, prev_hash, hash
+             FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
+               AS r(seq, id, time_us, trace_id, principal, action, resource, decision, canonical, prev_hash, hash)",
+        )
+        .bind(tenant.as_str())
+        .bind(rows.seq)
+        .bind(rows.id)
+        .bind(rows.time_us)
+        .bind(rows.trace_id)
+        .bind(rows.principal)
+        .bind(rows.action)
+        .bind(rows.resource)
+        .bind(rows.decision)
+        .bind(rows.canonical)
+        .bind(rows.prev_hash)
+        .bind(rows.hash)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(fresh.len())
     }

@@ -105,13 +105,21 @@ impl AuditWorker {
 
     async fn flush(&self) {
         let batch = self.queue.take_pending();
+        // A spool already there holds records an earlier flush could not write.
+        let backlog = self.config.spool.exists();
         if let Err(e) = spool(&self.config.spool, &batch) {
             // Nowhere left to put them: say so loudly, with the records themselves.
             let records: Vec<String> = batch.iter().map(AuditRecord::canonical).collect();
             tracing::error!(target: "gatehouse::audit", error = %e, records = ?records, "AUDIT RECORDS COULD NOT BE SPOOLED");
             return;
         }
-        if let Err(e) = drain_spool(&self.store, &self.config.spool).await
+        let written = if backlog {
+            drain_spool(&self.store, &self.config.spool).await
+        } else {
+            // The spool holds exactly this batch: write it from memory, not re-read.
+            write_spooled(&self.store, &self.config.spool, &batch).await
+        };
+        if let Err(e) = written
             && !batch.is_empty()
         {
             tracing::warn!(target: "gatehouse::audit", error = %e, records = batch.len(), "audit store unavailable; records kept in the spool");
@@ -157,11 +165,22 @@ pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, Audit
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    write_spooled(store, path, &records).await
+}
+
+/// Writes `records`, which are all the spool at `path` holds, then removes the spool.
+async fn write_spooled(
+    store: &AuditStore,
+    path: &Path,
+    records: &[AuditRecord],
+) -> Result<usize, AuditError> {
     let written = if records.is_empty() {
         0
     } else {
-        store.append(&records).await?
+        store.append(records).await?
     };
-    std::fs::remove_file(path).map_err(|e| AuditError::Spool(e.to_string()))?;
-    Ok(written)
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AuditError::Spool(e.to_string())),
+        _ => Ok(written),
+    }
 }

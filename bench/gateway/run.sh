@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Gateway overhead: the same upstream reached directly, through nginx as a plain reverse
-# proxy, and through gatehouse (authentication, Cedar decision, signed context, audit to
-# PostgreSQL), one after the other in one run, with wrk on loopback.
+# Gateway overhead, in one run, on loopback, against one upstream (nginx answering a
+# small JSON body), reached:
+#   direct       the upstream itself
+#   nginx        nginx as a plain reverse proxy (the baseline of the target)
+#   pingora      a plain Pingora proxy (bench/src/bin/pingora-passthrough.rs): what the
+#                framework costs before Gatehouse does anything
+#   gatehouse    authentication, tenant, route, Cedar decision, signed context and audit
+#                to PostgreSQL: once with an EdDSA context, once with an HS256 context
+# Two measures: the latency each adds at the same fixed RATE (bench/src/bin/loadgen.rs,
+# open loop, timed from when each request was due), then the most each serves (wrk,
+# closed loop, CONNECTIONS connections). Latency goes first: after a saturating run the
+# audit log's PostgreSQL is still busy for a while.
 #
-#   bench/gateway/run.sh [seconds per run, default 15] [connections, default 64]
+#   bench/gateway/run.sh [seconds per run, default 15] [connections, default 64] [rate, default 2000]
 #
-# Needs: nginx and wrk (Debian packages), PostgreSQL server binaries, a release build
-# (`cargo build --release -p gatehouse-gateway`; this script builds it). Loopback only;
-# every process it starts is stopped at exit.
+# Needs: nginx and wrk (Debian packages), PostgreSQL server binaries. Builds what it runs
+# (release). Every process it starts is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-15}
 CONNECTIONS=${2:-64}
+RATE=${3:-2000}
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install $tool)" >&2; exit 2; }
 done
-cargo build --release -q -p gatehouse-gateway
-GATEHOUSE=target/release/gatehouse
+cargo build --release -q -p gatehouse-gateway -p gatehouse-bench --bins
+BIN=target/release
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
@@ -24,13 +33,14 @@ cleanup() {
   for conf in upstream proxy; do
     [ -f "$WORK/$conf.pid" ] && nginx -q -p "$WORK" -c "$WORK/$conf.conf" -s quit 2>/dev/null || true
   done
-  [ -n "${GH_PID:-}" ] && kill -TERM "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null || true
+  stop_gatehouse
+  [ -n "${PT_PID:-}" ] && kill "$PT_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(free_port); NGX=$(free_port); GH=$(free_port)
+UP=$(free_port); NGX=$(free_port); PT=$(free_port); GH=$(free_port)
 
 nginx_conf() { # name, port, location body
   cat > "$WORK/$1.conf" <<CONF
@@ -51,10 +61,13 @@ http {
 CONF
   nginx -q -p "$WORK" -c "$WORK/$1.conf"
 }
-nginx_conf upstream "$UP" 'default_type application/json; return 200 "{\"ok\":true}";'
+nginx_conf upstream "$UP" 'keepalive_requests 1000000; default_type application/json; return 200 "{\"ok\":true}";'
 nginx_conf proxy "$NGX" 'proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";'
+"$BIN/pingora-passthrough" "127.0.0.1:$PT" "127.0.0.1:$UP" 2 > "$WORK/pingora.log" 2>&1 &
+PT_PID=$!
 
-cat > "$WORK/gatehouse.toml" <<CONF
+gatehouse_conf() { # context algorithm
+  cat > "$WORK/gatehouse.toml" <<CONF
 [server]
 listen = "127.0.0.1:$GH"
 threads = 2
@@ -69,6 +82,8 @@ issuer = "https://id.bench"
 audience = "gatehouse"
 allow_hs256 = true
 hs256_secret = "bench-only-secret"
+[forwarding]
+algorithm = "$1"
 [limits]
 default_requests_per_second = 100000000
 [database]
@@ -85,31 +100,44 @@ action = "document:read"
 resource = "Document"
 upstream = "app"
 CONF
-RUST_LOG=warn "$GATEHOUSE" --config "$WORK/gatehouse.toml" > "$WORK/gatehouse.log" 2>&1 &
-GH_PID=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$GH/healthz" >/dev/null && break; sleep 0.2; done
+}
+start_gatehouse() { # context algorithm
+  gatehouse_conf "$1"
+  RUST_LOG=warn "$BIN/gatehouse" --config "$WORK/gatehouse.toml" >> "$WORK/gatehouse.log" 2>&1 &
+  GH_PID=$!
+  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$GH/healthz" >/dev/null && return; sleep 0.2; done
+  echo "error: gatehouse did not start" >&2; cat "$WORK/gatehouse.log" >&2; exit 1
+}
+stop_gatehouse() {
+  if [ -n "${GH_PID:-}" ]; then kill -TERM "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null || true; fi
+  GH_PID=
+}
 
 # Requests rotate over users (viewer, editor, admin, group member) and documents.
-LUA="$WORK/rotate.lua"
+gatehouse_conf EdDSA
+mapfile -t TOKENS < <(for user in acme-vera acme-ed acme-ada acme-olive; do
+  "$BIN/gatehouse" --config "$WORK/gatehouse.toml" dev-token --user "$user" --tenant acme
+done)
+DOCS=(acme-plan acme-public acme-contract acme-roadmap acme-olive-notes)
+for n in $(seq 0 19); do
+  echo "/documents/${DOCS[$((n % 5))]} Bearer ${TOKENS[$((n % 4))]}"
+done > "$WORK/requests.txt"
 {
-  echo "local tokens = {"
-  for user in acme-vera acme-ed acme-ada acme-olive; do
-    echo "  \"$("$GATEHOUSE" --config "$WORK/gatehouse.toml" dev-token --user "$user" --tenant acme)\","
-  done
-  echo "}"
+  echo "local lines = {"
+  while read -r path auth; do echo "  { \"$path\", \"$auth\" },"; done < "$WORK/requests.txt"
   cat <<'LUA'
-local docs = { "acme-plan", "acme-public", "acme-contract", "acme-roadmap", "acme-olive-notes" }
+}
 local n = 0
 request = function()
   n = n + 1
-  local headers = { ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1] }
-  return wrk.format("GET", "/documents/" .. docs[(n % #docs) + 1], headers)
+  local line = lines[(n % #lines) + 1]
+  return wrk.format("GET", line[1], { ["Authorization"] = line[2] })
 end
 LUA
-} > "$LUA"
+} > "$WORK/rotate.lua"
 
-run() { # label, port
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$LUA" "http://127.0.0.1:$2/" > "$WORK/$1.wrk"
+saturate() { # label, port -> label|rps|p50|p99|non2xx
+  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/rotate.lua" "http://127.0.0.1:$2/" > "$WORK/$1.wrk"
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/$1.wrk")
   p50=$(awk '$1=="50%" {print $2}' "$WORK/$1.wrk")
@@ -117,30 +145,50 @@ run() { # label, port
   non2xx=$(awk '/Non-2xx/ {print $5}' "$WORK/$1.wrk")
   echo "$1|$rps|$p50|$p99|${non2xx:-0}"
 }
+at_rate() { # label, port -> label|json
+  echo "$1|$("$BIN/loadgen" --url "http://127.0.0.1:$2" --requests "$WORK/requests.txt" \
+    --rate "$RATE" --seconds "$SECONDS_PER_RUN" --connections "$CONNECTIONS" --json)"
+}
 
-echo "wrk: 2 threads, $CONNECTIONS connections, ${SECONDS_PER_RUN}s per run, on $(nproc) cores"
-direct=$(run direct "$UP")
-nginx=$(run nginx "$NGX")
-gatehouse=$(run gatehouse "$GH")
-echo
-echo "| path | requests/s | p50 | p99 | non-2xx |"
-echo "|---|---|---|---|---|"
-for line in "$direct" "$nginx" "$gatehouse"; do
-  IFS='|' read -r label rps p50 p99 non2xx <<< "$line"
-  echo "| $label | $rps | $p50 | $p99 | $non2xx |"
+echo "on $(nproc) cores; wrk: 2 threads, $CONNECTIONS connections; loadgen: $RATE requests/s; ${SECONDS_PER_RUN}s per run"
+results=() latencies=()
+for target in "direct $UP" "nginx $NGX" "pingora $PT"; do
+  set -- $target
+  latencies+=("$(at_rate "$1" "$2")") results+=("$(saturate "$1" "$2")")
 done
-python3 - "$direct" "$nginx" "$gatehouse" <<'PY'
-import sys
+for alg in EdDSA HS256; do
+  start_gatehouse "$alg"
+  sleep 5 # let the previous run's audit writes and autovacuum settle
+  latencies+=("$(at_rate "gatehouse-$alg" "$GH")") results+=("$(saturate "gatehouse-$alg" "$GH")")
+  stop_gatehouse
+done
+audited=$(grep -c . "$WORK/audit.spool" 2>/dev/null || true)
+
+python3 - "${results[@]}" -- "${latencies[@]}" <<'PY'
+import json, sys
+args = sys.argv[1:]
+split = args.index("--")
+saturated = [l.split("|") for l in args[:split]]
+fixed = {l.split("|", 1)[0]: json.loads(l.split("|", 1)[1]) for l in args[split + 1:]}
 def ms(v):
     for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
         if v.endswith(unit): return float(v[: -len(unit)]) * f
     return float(v)
-rows = {l.split("|")[0]: l.split("|") for l in sys.argv[1:]}
-g, n, d = rows["gatehouse"], rows["nginx"], rows["direct"]
-print()
-print(f"throughput gatehouse/nginx: {float(g[1]) / float(n[1]):.2f}x")
-print(f"added latency vs nginx: p50 {ms(g[2]) - ms(n[2]):+.3f} ms, p99 {ms(g[3]) - ms(n[3]):+.3f} ms")
-print(f"added latency vs direct: p50 {ms(g[2]) - ms(d[2]):+.3f} ms, p99 {ms(g[3]) - ms(d[3]):+.3f} ms")
+rps = {row[0]: float(row[1]) for row in saturated}
+print("\nmost served (wrk, closed loop)\n")
+print("| path | requests/s | vs nginx | p50 | p99 | non-2xx |")
+print("|---|---|---|---|---|---|")
+for label, r, p50, p99, non2xx in saturated:
+    print(f"| {label} | {float(r):,.0f} | {float(r) / rps['nginx']:.2f}x | {p50} | {p99} | {non2xx} |")
+rate = next(iter(fixed.values()))["rate"]
+print(f"\nlatency at {rate} requests/s (loadgen, open loop)\n")
+print("| path | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 vs nginx | added p99 vs nginx | non-2xx | errors |")
+print("|---|---|---|---|---|---|---|---|---|")
+base = fixed["nginx"]["latency_ms"]
+for label, run in fixed.items():
+    l = run["latency_ms"]
+    print(f"| {label} | {l['p50']:.3f} | {l['p90']:.3f} | {l['p99']:.3f} | {l['p99.9']:.3f} | "
+          f"{l['p50'] - base['p50']:+.3f} | {l['p99'] - base['p99']:+.3f} | {run['non_2xx']} | {run['errors']} |")
 PY
-audited=$(grep -c . "$WORK/audit.spool" 2>/dev/null || true)
-echo "(gatehouse audited every request to PostgreSQL; spooled records at the end: ${audited:-0})"
+echo
+echo "(gatehouse audited every request to PostgreSQL; records still spooled at the end: ${audited:-0})"

@@ -278,9 +278,18 @@ fn default_leeway() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardingConfig {
-    /// An Ed25519 private key (PKCS#8 PEM); a fresh key per start when absent.
+    /// How contexts are signed: `EdDSA` (the default; upstreams verify with the public
+    /// key) or `HS256` (a secret shared with adapters one runs; about 20x cheaper).
+    #[serde(default)]
+    pub algorithm: ContextAlgorithm,
+    /// `EdDSA`: an Ed25519 private key (PKCS#8 PEM, or an `env:`/`file:` reference); a
+    /// fresh key per start when absent.
     #[serde(default)]
     pub signing_key: Option<String>,
+    /// `HS256`: the shared secret (an `env:`/`file:` reference, 32 bytes or more); a fresh
+    /// random one per start when absent (adapters in the gateway's process only).
+    #[serde(default)]
+    pub shared_secret: Option<String>,
     /// How long a forwarded context is valid, in seconds.
     #[serde(default = "default_context_lifetime")]
     pub context_lifetime_seconds: u64,
@@ -289,10 +298,22 @@ pub struct ForwardingConfig {
 impl Default for ForwardingConfig {
     fn default() -> Self {
         Self {
+            algorithm: ContextAlgorithm::default(),
             signing_key: None,
+            shared_secret: None,
             context_lifetime_seconds: default_context_lifetime(),
         }
     }
+}
+
+/// The JWS algorithm of the forwarded context.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ContextAlgorithm {
+    /// Ed25519.
+    #[default]
+    EdDSA,
+    /// HMAC-SHA256.
+    HS256,
 }
 
 fn default_context_lifetime() -> u64 {

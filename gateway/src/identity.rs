@@ -7,6 +7,8 @@
 //! `alg: none` is not an algorithm here at all.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_core::TenantId;
@@ -59,6 +61,9 @@ impl AuthError {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
     #[serde(default)]
     agent: Option<String>,
     #[serde(default)]
@@ -73,7 +78,24 @@ pub struct Authenticator {
     validation: Validation,
     tenant_claim: String,
     api_keys: HashMap<String, (TenantId, EntityUid)>,
+    verified: moka::sync::Cache<Box<str>, Arc<Verified>>,
 }
+
+/// A token that passed verification: clients send the same token on every request, so
+/// its signature is checked once and the token is then recognised by its exact text. Its
+/// validity window is checked again on every use.
+#[derive(Debug)]
+struct Verified {
+    principal: Principal,
+    not_before: Option<u64>,
+    expires: u64,
+}
+
+/// Verified tokens kept: enough for every active session of a large gateway, at well
+/// under a kilobyte each.
+const VERIFIED_TOKENS: u64 = 50_000;
+/// A verified token is verified again at least this often (and never used past `exp`).
+const VERIFIED_FOR: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +157,10 @@ impl Authenticator {
             validation,
             tenant_claim: tenant_claim.to_string(),
             api_keys: by_hash,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_TOKENS)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
         })
     }
 
@@ -156,7 +182,7 @@ impl Authenticator {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or(AuthError::Missing)?;
-        self.token(token.trim())
+        self.token(token.trim(), unix_now())
     }
 
     fn api_key(&self, key: &str) -> Result<Principal, AuthError> {
@@ -170,7 +196,28 @@ impl Authenticator {
         })
     }
 
-    fn token(&self, token: &str) -> Result<Principal, AuthError> {
+    /// The principal of `token` at time `now` (Unix seconds): from the verified tokens
+    /// while its window holds, else verified in full.
+    fn token(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        if let Some(verified) = self.verified.get(token) {
+            let leeway = self.validation.leeway;
+            let started = verified.not_before.is_none_or(|nbf| nbf <= now + leeway);
+            let ended = verified.expires.saturating_add(leeway) < now;
+            return if started && !ended {
+                Ok(verified.principal.clone())
+            } else {
+                Err(AuthError::InvalidToken(
+                    "token expired or not yet valid".into(),
+                ))
+            };
+        }
+        let verified = self.verify(token)?;
+        let principal = verified.principal.clone();
+        self.verified.insert(token.into(), Arc::new(verified));
+        Ok(principal)
+    }
+
+    fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let invalid = |m: String| AuthError::InvalidToken(m);
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
         let (_, alg, key) = self
@@ -195,13 +242,23 @@ impl Authenticator {
             Some(agent) => (uid("Agent", &agent), Some(user)),
             None => (user, None),
         };
-        Ok(Principal {
-            uid: principal,
-            acting_for,
-            tenant,
-            mfa: claims.amr.iter().any(|m| m == "mfa"),
+        Ok(Verified {
+            principal: Principal {
+                uid: principal,
+                acting_for,
+                tenant,
+                mfa: claims.amr.iter().any(|m| m == "mfa"),
+            },
+            not_before: claims.nbf,
+            expires: claims.exp,
         })
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A development token: HS256 with the configured secret, valid for an hour.
@@ -267,4 +324,56 @@ fn uid(kind: &str, id: &str) -> EntityUid {
             .expect("User and Agent are valid type names"),
         EntityId::new(id),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> (Authenticator, IdentityConfig) {
+        let config: IdentityConfig = toml::from_str(
+            r#"
+            issuer = "https://id.test"
+            audience = "gatehouse"
+            allow_hs256 = true
+            hs256_secret = "unit-test-secret"
+            leeway_seconds = 0
+            "#,
+        )
+        .unwrap();
+        (Authenticator::new(&config, "tenant", &[]).unwrap(), config)
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let (auth, config) = authenticator();
+        let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
+        let now = unix_now();
+        let first = auth.token(&token, now).unwrap();
+        assert_eq!(first.uid.to_string(), r#"User::"acme-vera""#);
+        assert_eq!(auth.token(&token, now + 10).unwrap(), first, "remembered");
+        // dev tokens live an hour: past that, the remembered token is refused too.
+        let late = auth.token(&token, now + 3_601).unwrap_err();
+        assert_eq!(late.code(), "invalid_token");
+    }
+
+    #[test]
+    fn a_tampered_token_is_not_taken_for_a_remembered_one() {
+        let (auth, config) = authenticator();
+        let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
+        auth.token(&token, unix_now()).unwrap();
+        // Another signature on the same header and claims.
+        let signature_at = token.rfind('.').unwrap() + 1;
+        let flipped = if &token[signature_at..=signature_at] == "A" {
+            "B"
+        } else {
+            "A"
+        };
+        let tampered = format!(
+            "{}{flipped}{}",
+            &token[..signature_at],
+            &token[signature_at + 1..]
+        );
+        assert!(auth.token(&tampered, unix_now()).is_err());
+    }
 }

@@ -15,7 +15,7 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
-use crate::config::{Config, EntitySource, resolve_secret};
+use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig, resolve_secret};
 use crate::database::{AuditService, Database, drain_spool_after_shutdown};
 use crate::echo::EchoUpstream;
 use crate::entities::{ChangeListener, PgEntityStore};
@@ -77,11 +77,7 @@ pub fn build(
         &config.api_keys,
     )?;
     let routes = Routes::compile(&config.routes, &config.upstreams).map_err(anyhow::Error::msg)?;
-    let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
-    let signer = match &config.forwarding.signing_key {
-        Some(reference) => ContextSigner::from_pem(&resolve_secret(reference)?, lifetime)?,
-        None => ContextSigner::generate(lifetime)?,
-    };
+    let signer = context_signer(&config.forwarding)?;
     Ok(Gateway {
         pdp: Arc::new(Pdp::new(bundle)),
         store,
@@ -92,6 +88,22 @@ pub fn build(
         audit,
         tenants: Arc::new(tenants),
     })
+}
+
+fn context_signer(config: &ForwardingConfig) -> anyhow::Result<ContextSigner> {
+    let lifetime = Duration::from_secs(config.context_lifetime_seconds);
+    Ok(
+        match (config.algorithm, &config.signing_key, &config.shared_secret) {
+            (ContextAlgorithm::EdDSA, Some(key), _) => {
+                ContextSigner::from_pem(&resolve_secret(key)?, lifetime)?
+            }
+            (ContextAlgorithm::EdDSA, None, _) => ContextSigner::generate(lifetime)?,
+            (ContextAlgorithm::HS256, _, Some(secret)) => {
+                ContextSigner::from_secret(resolve_secret(secret)?.as_bytes(), lifetime)?
+            }
+            (ContextAlgorithm::HS256, _, None) => ContextSigner::generate_secret(lifetime),
+        },
+    )
 }
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT.
@@ -114,6 +126,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         target: "gatehouse::server",
         listen = %config.server.listen,
         bundle = %gateway.pdp.bundle().snapshot().id(),
+        context_algorithm = gateway.signer.algorithm(),
         context_public_key = gateway.signer.public_key_pem(),
         "starting"
     );
@@ -228,4 +241,47 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gatehouse_core::TenantId;
+    use gatehouse_core::forwarded::{ContextVerifier, ForwardedContext};
+
+    fn forwarding(toml: &str) -> ForwardingConfig {
+        toml::from_str(toml).unwrap()
+    }
+
+    fn context() -> ForwardedContext {
+        ForwardedContext {
+            tenant: TenantId::parse("acme").unwrap(),
+            principal: r#"User::"acme-vera""#.into(),
+            acting_for: None,
+            action: r#"Action::"document:read""#.into(),
+            resource: r#"Document::"acme-plan""#.into(),
+            decision_id: "d-1".into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        }
+    }
+
+    #[test]
+    fn the_configured_algorithm_and_secret_sign_the_context() {
+        let secret = "a-secret-of-at-least-thirty-two-bytes";
+        let config = forwarding(&format!(
+            "algorithm = \"HS256\"\nshared_secret = \"{secret}\""
+        ));
+        let signer = context_signer(&config).unwrap();
+        assert_eq!(signer.algorithm(), "HS256");
+        let token = signer.sign(&context(), SystemTime::now()).unwrap();
+        let verifier = ContextVerifier::from_secret(secret.as_bytes());
+        assert_eq!(verifier.verify(&token).unwrap(), context());
+
+        assert_eq!(
+            context_signer(&forwarding("")).unwrap().algorithm(),
+            "EdDSA"
+        );
+        let short = forwarding("algorithm = \"HS256\"\nshared_secret = \"short\"");
+        assert!(context_signer(&short).is_err(), "a short secret is refused");
+    }
 }
