@@ -286,12 +286,7 @@ impl AuditStore {
         &self,
         tenant: &TenantId,
     ) -> Result<sqlx::Transaction<'static, Postgres>, AuditError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        Ok(gatehouse_schemas::tenant_tx(&self.pool, tenant).await?)
     }
 
     /// The tenants of the tenant directory (whose chains `verify` can walk one by one:

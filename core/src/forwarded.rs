@@ -51,6 +51,9 @@ pub struct ForwardedContext {
     pub decision_id: String,
     /// The W3C trace id of the request.
     pub trace_id: String,
+    /// The session passed a second factor (for the adapter's further decisions).
+    #[serde(default)]
+    pub mfa: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -314,6 +317,7 @@ mod tests {
             resource: r#"Document::"acme-plan""#.into(),
             decision_id: "d-1".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            mfa: false,
         }
     }
 

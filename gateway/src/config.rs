@@ -53,6 +53,27 @@ pub struct Config {
     /// Per-tenant request rates by plan.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The adapter services run inside this process.
+    #[serde(default)]
+    pub adapters: AdaptersConfig,
+}
+
+/// Adapter services run by `gatehouse` itself (each is also an upstream: name it in an
+/// `[[upstream]]` with the same address and route to it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// The PostgreSQL documents adapter (folders, documents, versions).
+    #[serde(default)]
+    pub documents: Option<AdapterConfig>,
+}
+
+/// Where an in-process adapter listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    /// The address, e.g. `127.0.0.1:8082` (loopback: only the gateway calls it).
+    pub listen: String,
 }
 
 /// Per-tenant request rates, by the tenant's plan (its `plan` attribute).
@@ -488,6 +509,29 @@ pub fn resolve_secret(value: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_routes_to_the_documents_adapter_are_the_adapters_own() {
+        let config = Config::parse(EMBEDDED_DEFAULTS, "defaults").unwrap();
+        let routed: Vec<(String, String, String, String)> = config
+            .routes
+            .iter()
+            .filter(|r| r.upstream == "documents")
+            .map(|r| {
+                (
+                    r.method.clone(),
+                    r.path.clone(),
+                    r.action.clone(),
+                    r.resource.clone(),
+                )
+            })
+            .collect();
+        let served: Vec<(String, String, String, String)> = gatehouse_adapter_pg::api::ROUTES
+            .iter()
+            .map(|(m, p, a, r)| (m.to_string(), p.to_string(), a.to_string(), r.to_string()))
+            .collect();
+        assert_eq!(routed, served);
+    }
 
     #[test]
     fn the_embedded_defaults_are_valid() {

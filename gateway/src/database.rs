@@ -72,6 +72,11 @@ impl Database {
                     if seeded > 0 {
                         tracing::info!(target: "gatehouse::entities", entities = seeded, "seeded an empty database");
                     }
+                    let entities: Vec<serde_json::Value> = serde_json::from_str(json)?;
+                    let rows = gatehouse_adapter_pg::seed::import(&owner, &entities).await.context("seeding the documents")?;
+                    if rows > 0 {
+                        tracing::info!(target: "gatehouse::adapter", rows, "seeded the demo folders and documents");
+                    }
                 }
                 owner.close().await;
             }

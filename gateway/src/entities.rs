@@ -103,10 +103,7 @@ impl PgEntityStore {
             tracing::warn!(target: "gatehouse::entities", tenant = tenant.as_str(), error = %e, "entity store unavailable");
             StoreError::new("entity store unavailable")
         };
-        let mut tx = self.pool().await?.begin().await.map_err(unavailable)?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
+        let mut tx = gatehouse_schemas::tenant_tx(self.pool().await?, tenant)
             .await
             .map_err(unavailable)?;
         let types: Vec<String> = uids.iter().map(|u| u.type_name().to_string()).collect();

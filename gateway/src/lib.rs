@@ -14,7 +14,10 @@
 //!    ([`gatehouse_core::forwarded`]) and the W3C `traceparent` ([`trace`]);
 //! 6. **audit**: every decision becomes a record in the hash-chained audit log
 //!    ([`gatehouse_audit`]), written in batches by [`database::AuditService`].
+//!
+//! The data adapters ([`adapters`]) can run in the same process, behind the same phases.
 
+pub mod adapters;
 pub mod config;
 pub mod database;
 pub mod echo;

@@ -340,6 +340,7 @@ impl Gateway {
             resource: request.resource.to_string(),
             decision_id,
             trace_id: trace_id(ctx),
+            mfa: principal.mfa,
         };
         let signed = self
             .signer

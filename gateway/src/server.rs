@@ -15,6 +15,7 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
+use crate::adapters::AdapterService;
 use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig, resolve_secret};
 use crate::database::{AuditService, Database, drain_spool_after_shutdown};
 use crate::echo::EchoUpstream;
@@ -164,6 +165,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         };
         server.add_service(background_service("metrics", endpoint));
     }
+    if let Some(adapter) = &config.adapters.documents {
+        let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
+        let documents = AdapterService::documents(
+            &adapter.listen,
+            &database.app_url,
+            &gateway.signer,
+            lifetime,
+        )?;
+        server.add_service(background_service("documents adapter", documents));
+    }
     if let Some(address) = &config.demo.echo_upstream {
         let echo = EchoUpstream {
             address: address.clone(),
@@ -262,6 +273,7 @@ mod tests {
             resource: r#"Document::"acme-plan""#.into(),
             decision_id: "d-1".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            mfa: false,
         }
     }
 

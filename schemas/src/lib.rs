@@ -1,6 +1,7 @@
 //! Gatehouse's schemas: the Cedar schema of the platform and the SQL migrations of its
 //! PostgreSQL tables, applied in order, each exactly once, by [`migrate`].
 
+use gatehouse_core::TenantId;
 use sqlx::PgPool;
 
 /// The Cedar schema (`gatehouse.cedarschema`).
@@ -16,7 +17,26 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit row-level security",
         include_str!("../sql/0003_audit_rls.sql"),
     ),
+    (4, "documents", include_str!("../sql/0004_documents.sql")),
 ];
+
+/// Begins a transaction in which row-level security shows and accepts only `tenant`'s
+/// rows. The setting is local to the transaction, so a pooled connection never carries
+/// one tenant into the next checkout.
+///
+/// # Errors
+/// The database error.
+pub async fn tenant_tx(
+    pool: &PgPool,
+    tenant: &TenantId,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
 
 /// Applies the migrations not applied yet, each in its own transaction, serialized across
 /// processes by an advisory lock. Run as the owner of the tables (not the application role).

@@ -216,6 +216,10 @@ pub struct Gateway {
     pub postgres: Option<PgCluster>,
     pub app_url: String,
     pub base: String,
+    /// The in-process documents adapter, reached directly (not through the gateway).
+    pub documents: Option<String>,
+    /// The gateway's context signing key (PEM), to forge what only the gateway may sign.
+    pub context_pem: String,
     pub upstream: Upstream,
     pub dir: tempfile::TempDir,
     pub keys: IdpKeys,
@@ -284,6 +288,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Where the gateway's database comes from.
+#[derive(Clone, Copy)]
 pub enum DatabaseMode {
     /// The test starts a cluster and gives the gateway its URLs.
     External,
@@ -297,6 +302,16 @@ impl Gateway {
     }
 
     pub fn start_with(mode: DatabaseMode) -> Self {
+        Self::start_configured(mode, false)
+    }
+
+    /// A gateway whose document and folder routes go to the in-process documents adapter
+    /// (the adapter's own route table), the rest to the recording upstream.
+    pub fn start_with_documents() -> Self {
+        Self::start_configured(DatabaseMode::External, true)
+    }
+
+    fn start_configured(mode: DatabaseMode, documents: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (postgres, database, app_url) = match mode {
             DatabaseMode::External => {
@@ -335,6 +350,7 @@ impl Gateway {
         assert!(context_pem.contains("PRIVATE KEY"));
 
         let upstream = Upstream::start();
+        let documents_port = free_port();
         let port = free_port();
         let metrics_port = free_port();
         let api_key_hash = {
@@ -390,20 +406,7 @@ tenant = "acme"
 principal = 'User::"acme-ed"'
 sha256 = "{api_key_hash}"
 
-[[route]]
-method = "GET"
-path = "/documents/{{id}}"
-action = "document:read"
-resource = "Document"
-upstream = "app"
-
-[[route]]
-method = "DELETE"
-path = "/documents/{{id}}"
-action = "document:delete"
-resource = "Document"
-upstream = "app"
-
+{document_routes}
 [[route]]
 method = "GET"
 path = "/search"
@@ -416,6 +419,11 @@ upstream = "app"
                 .join("policy-tests/fixtures/three-tenants.json")
                 .display(),
             upstream = upstream.port,
+            document_routes = if documents {
+                adapter_routes(documents_port)
+            } else {
+                APP_DOCUMENT_ROUTES.to_string()
+            },
         );
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -434,6 +442,8 @@ upstream = "app"
             postgres,
             app_url,
             base: format!("http://127.0.0.1:{port}"),
+            documents: documents.then(|| format!("http://127.0.0.1:{documents_port}")),
+            context_pem,
             upstream,
             dir,
             keys,
@@ -501,6 +511,26 @@ upstream = "app"
     /// A token for `user` in `tenant`.
     pub fn token(&self, user: &str, tenant: &str) -> String {
         self.hs256(&claims(user, tenant))
+    }
+
+    /// Sends `method` `path` with a JSON `body`; the status and the JSON answer.
+    pub fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
     }
 
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -587,4 +617,34 @@ upstream = "app"
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
+}
+
+/// The document routes of the plain gateway tests: to the recording upstream.
+const APP_DOCUMENT_ROUTES: &str = r#"
+[[route]]
+method = "GET"
+path = "/documents/{id}"
+action = "document:read"
+resource = "Document"
+upstream = "app"
+
+[[route]]
+method = "DELETE"
+path = "/documents/{id}"
+action = "document:delete"
+resource = "Document"
+upstream = "app"
+"#;
+
+/// The documents adapter in process on `port`, and its routes.
+fn adapter_routes(port: u16) -> String {
+    let mut out = format!(
+        "[adapters.documents]\nlisten = \"127.0.0.1:{port}\"\n\n[[upstream]]\nname = \"documents\"\naddress = \"127.0.0.1:{port}\"\n"
+    );
+    for (method, path, action, resource) in gatehouse_adapter_pg::api::ROUTES {
+        out.push_str(&format!(
+            "\n[[route]]\nmethod = \"{method}\"\npath = \"{path}\"\naction = \"{action}\"\nresource = \"{resource}\"\nupstream = \"documents\"\n"
+        ));
+    }
+    out
 }

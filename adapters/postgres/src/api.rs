@@ -1,0 +1,296 @@
+//! The HTTP API. Each route names the Cedar action and resource the gateway must have
+//! decided for it; the same table is the gateway's route configuration.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::TenantTx;
+use crate::documents::{self, Document, DocumentChange, NewDocument};
+use crate::folders::{self, Folder};
+use crate::input::{self, PageQuery};
+
+/// The adapter's state: the database (as the application role) and the context guard.
+pub struct DocumentsApi {
+    pool: PgPool,
+    guard: ContextGuard,
+}
+
+impl DocumentsApi {
+    /// An API over `pool` (connected as a role without BYPASSRLS) admitting calls with `guard`.
+    pub fn new(pool: PgPool, guard: ContextGuard) -> Self {
+        Self { pool, guard }
+    }
+
+    /// Admits a call for `action` on `resource_type::"id"` and opens its tenant's transaction.
+    async fn begin(
+        &self,
+        headers: &HeaderMap,
+        action: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(Call, TenantTx), AdapterError> {
+        let call = self.guard.admit(headers)?;
+        call.expect(action, resource_type, id)?;
+        let tx = TenantTx::begin(&self.pool, call.tenant()).await?;
+        Ok((call, tx))
+    }
+}
+
+/// The routes, as (method, path, Cedar action, resource type): what the gateway's
+/// `[[route]]` entries for this adapter must say.
+pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/folders/{id}", "folder:read", "Folder"),
+    ("PATCH", "/folders/{id}", "folder:write", "Folder"),
+    ("DELETE", "/folders/{id}", "folder:delete", "Folder"),
+    ("GET", "/folders/{id}/folders", "folder:read", "Folder"),
+    ("POST", "/folders/{id}/folders", "folder:create", "Folder"),
+    ("GET", "/folders/{id}/documents", "folder:read", "Folder"),
+    ("POST", "/folders/{id}/documents", "folder:create", "Folder"),
+    ("GET", "/documents/{id}", "document:read", "Document"),
+    ("PATCH", "/documents/{id}", "document:write", "Document"),
+    ("DELETE", "/documents/{id}", "document:delete", "Document"),
+    (
+        "GET",
+        "/documents/{id}/versions",
+        "document:version",
+        "Document",
+    ),
+    (
+        "POST",
+        "/documents/{id}/restore",
+        "document:restore",
+        "Document",
+    ),
+];
+
+/// The adapter's routes.
+pub fn router(api: Arc<DocumentsApi>) -> Router {
+    Router::new()
+        .route(
+            "/folders/{id}",
+            get(get_folder).patch(update_folder).delete(delete_folder),
+        )
+        .route(
+            "/folders/{id}/folders",
+            get(list_folders).post(create_folder),
+        )
+        .route(
+            "/folders/{id}/documents",
+            get(list_documents).post(create_document),
+        )
+        .route(
+            "/documents/{id}",
+            get(get_document)
+                .patch(update_document)
+                .delete(delete_document),
+        )
+        .route("/documents/{id}/versions", get(list_versions))
+        .route("/documents/{id}/restore", post(restore_version))
+        .fallback(|| async { AdapterError::NotFound("route") })
+        .with_state(api)
+}
+
+type Api = State<Arc<DocumentsApi>>;
+type Answer<T> = Result<T, AdapterError>;
+
+/// A page of items and the cursor of the next page, if there is one.
+#[derive(Serialize)]
+struct Listing<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+fn page_query(query: Result<Query<PageQuery>, QueryRejection>) -> Answer<PageQuery> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| AdapterError::InvalidInput(format!("query: {}", e.body_text())))
+}
+
+async fn get_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Folder>> {
+    let (_, mut tx) = api.begin(&headers, "folder:read", "Folder", &id).await?;
+    Ok(Json(folders::get(&mut tx, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewFolder {
+    name: String,
+}
+
+async fn create_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<Folder>)> {
+    let (call, mut tx) = api.begin(&headers, "folder:create", "Folder", &id).await?;
+    let new: NewFolder = input::json_body(&body)?;
+    let folder = folders::create(&mut tx, &id, input::name(&new.name)?, call.user_id()?).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(folder)))
+}
+
+async fn update_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<Folder>> {
+    let (_, mut tx) = api.begin(&headers, "folder:write", "Folder", &id).await?;
+    let change: NewFolder = input::json_body(&body)?;
+    let folder = folders::rename(&mut tx, &id, input::name(&change.name)?).await?;
+    tx.commit().await?;
+    Ok(Json(folder))
+}
+
+async fn delete_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    let (_, mut tx) = api.begin(&headers, "folder:delete", "Folder", &id).await?;
+    let (folders, documents) = folders::delete(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({ "deleted": { "folders": folders, "documents": documents } }),
+    ))
+}
+
+async fn list_folders(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Listing<Folder>>> {
+    let (_, mut tx) = api.begin(&headers, "folder:read", "Folder", &id).await?;
+    let page = page_query(query)?.page()?;
+    folders::path(&mut tx, &id).await?;
+    let items = folders::children(&mut tx, &id, &page).await?;
+    let next_cursor = full_page(&items, page.limit).map(|f| input::next_cursor(&f.name, &f.id));
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+async fn list_documents(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Listing<Document>>> {
+    let (_, mut tx) = api.begin(&headers, "folder:read", "Folder", &id).await?;
+    let page = page_query(query)?.page()?;
+    let items = documents::in_folder(&mut tx, &id, &page).await?;
+    let next_cursor = full_page(&items, page.limit).map(|d| input::next_cursor(&d.name, &d.id));
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+/// The last item of a full page (there may be more after it).
+fn full_page<T>(items: &[T], limit: i64) -> Option<&T> {
+    (items.len() as i64 == limit)
+        .then(|| items.last())
+        .flatten()
+}
+
+async fn create_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<Document>)> {
+    let (call, mut tx) = api.begin(&headers, "folder:create", "Folder", &id).await?;
+    let new: NewDocument = input::json_body(&body)?;
+    let document = documents::create(&mut tx, &id, new, call.user_id()?, call.principal()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+async fn get_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Document>> {
+    let (_, mut tx) = api
+        .begin(&headers, "document:read", "Document", &id)
+        .await?;
+    Ok(Json(documents::get(&mut tx, &id).await?))
+}
+
+async fn update_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<Document>> {
+    let (_, mut tx) = api
+        .begin(&headers, "document:write", "Document", &id)
+        .await?;
+    let change: DocumentChange = input::json_body(&body)?;
+    let document = documents::update(&mut tx, &id, change).await?;
+    tx.commit().await?;
+    Ok(Json(document))
+}
+
+async fn delete_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    let (_, mut tx) = api
+        .begin(&headers, "document:delete", "Document", &id)
+        .await?;
+    documents::delete(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_versions(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    let (_, mut tx) = api
+        .begin(&headers, "document:version", "Document", &id)
+        .await?;
+    let versions = documents::versions(&mut tx, &id).await?;
+    Ok(Json(json!({ "items": versions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Restore {
+    version: i32,
+}
+
+async fn restore_version(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<documents::Version>)> {
+    let (call, mut tx) = api
+        .begin(&headers, "document:restore", "Document", &id)
+        .await?;
+    let Restore { version } = input::json_body(&body)?;
+    if version < 1 {
+        return Err(AdapterError::InvalidInput(
+            "version: a positive number".into(),
+        ));
+    }
+    let restored = documents::restore(&mut tx, &id, version, call.principal()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(restored)))
+}

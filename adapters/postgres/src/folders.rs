@@ -1,0 +1,174 @@
+//! Folders: a tree per tenant, with materialized paths for subtree queries.
+
+use chrono::{DateTime, Utc};
+use gatehouse_adapter_kit::AdapterError;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::TenantTx;
+use crate::entities;
+use crate::input::Page;
+
+/// A folder as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Folder {
+    /// Its id.
+    pub id: String,
+    /// Its parent's id; none for a root folder.
+    pub parent_id: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// The owning user's id.
+    pub owner_id: String,
+    /// Under legal hold: it and its contents cannot be deleted.
+    pub legal_hold: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, parent_id, name, owner_id, legal_hold, created_at";
+
+/// The folder `id`.
+pub async fn get(tx: &mut TenantTx, id: &str) -> Result<Folder, AdapterError> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM folders WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tx.tenant())
+    .bind(id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))
+}
+
+/// The materialized path of folder `id` (`/<root>/…/<id>/`).
+pub async fn path(tx: &mut TenantTx, id: &str) -> Result<String, AdapterError> {
+    sqlx::query_scalar("SELECT path FROM folders WHERE tenant_id = $1 AND id = $2")
+        .bind(tx.tenant())
+        .bind(id)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(|e| AdapterError::from_db(e, "folder"))
+}
+
+/// Creates folder `name` in `parent_id`, owned by `owner_id`.
+pub async fn create(
+    tx: &mut TenantTx,
+    parent_id: &str,
+    name: &str,
+    owner_id: &str,
+) -> Result<Folder, AdapterError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let path = format!("{}{id}/", path(tx, parent_id).await?);
+    let folder: Folder = sqlx::query_as(&format!(
+        "INSERT INTO folders (tenant_id, id, parent_id, name, path, owner_id) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}"
+    ))
+    .bind(tx.tenant())
+    .bind(&id)
+    .bind(parent_id)
+    .bind(name)
+    .bind(&path)
+    .bind(owner_id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    let attrs = json!({
+        "name": name,
+        "owner": entities::entity_ref("User", owner_id),
+        "legal_hold": false,
+    });
+    entities::insert(tx, "Folder", &id, attrs, Some(parent_id)).await?;
+    Ok(folder)
+}
+
+/// Renames folder `id`.
+pub async fn rename(tx: &mut TenantTx, id: &str, name: &str) -> Result<Folder, AdapterError> {
+    let folder: Folder = sqlx::query_as(&format!(
+        "UPDATE folders SET name = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tx.tenant())
+    .bind(id)
+    .bind(name)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    entities::set_attr(tx, "Folder", id, "name", json!(name)).await?;
+    Ok(folder)
+}
+
+/// Deletes folder `id` with everything under it, unless anything there is under legal
+/// hold. Returns how many folders and documents were deleted.
+pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), AdapterError> {
+    let subtree = like_prefix(&path(tx, id).await?);
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM folders WHERE tenant_id = $1 AND path LIKE $2 AND legal_hold) \
+             OR EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND path LIKE $2 AND legal_hold)",
+    )
+    .bind(tx.tenant())
+    .bind(&subtree)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    if held {
+        return Err(AdapterError::LegalHold);
+    }
+    let documents: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM documents WHERE tenant_id = $1 AND path LIKE $2 RETURNING id",
+    )
+    .bind(tx.tenant())
+    .bind(&subtree)
+    .fetch_all(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    // One statement: the parent links are checked at its end, when all are gone.
+    let folders: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM folders WHERE tenant_id = $1 AND path LIKE $2 RETURNING id",
+    )
+    .bind(tx.tenant())
+    .bind(&subtree)
+    .fetch_all(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    entities::delete(tx, "Document", &documents).await?;
+    entities::delete(tx, "Folder", &folders).await?;
+    Ok((folders.len(), documents.len()))
+}
+
+/// One page of the folders in `parent_id`, by name.
+pub async fn children(
+    tx: &mut TenantTx,
+    parent_id: &str,
+    page: &Page,
+) -> Result<Vec<Folder>, AdapterError> {
+    let (after_name, after_id) = page.after.clone().unzip();
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM folders WHERE tenant_id = $1 AND parent_id = $2 \
+           AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
+         ORDER BY name, id LIMIT $5"
+    ))
+    .bind(tx.tenant())
+    .bind(parent_id)
+    .bind(after_name)
+    .bind(after_id)
+    .bind(page.limit)
+    .fetch_all(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))
+}
+
+/// A LIKE pattern for everything whose path starts with `path`.
+pub fn like_prefix(path: &str) -> String {
+    let escaped = path
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("{escaped}%")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_wildcards_in_a_path_are_taken_literally() {
+        assert_eq!(super::like_prefix("/a_b/c%d/"), "/a\\_b/c\\%d/%");
+    }
+}

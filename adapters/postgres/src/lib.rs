@@ -1,0 +1,22 @@
+//! The PostgreSQL adapter: the document platform's folders, documents and versions, as an
+//! HTTP service behind the gateway.
+//!
+//! Every handler follows the same steps: admit the call (the gateway's signed context,
+//! for exactly this action and resource: [`gatehouse_adapter_kit::ContextGuard`]), open a
+//! transaction scoped to the context's tenant ([`TenantTx`]: row-level security shows
+//! nothing else), do the work, keep the Cedar entities the gateway decides with in step
+//! (same transaction: [`entities`]), commit. Errors are
+//! [`AdapterError`](gatehouse_adapter_kit::AdapterError)s.
+
+pub mod api;
+mod documents;
+pub mod entities;
+mod folders;
+mod input;
+pub mod seed;
+mod tx;
+
+pub use api::{DocumentsApi, router};
+pub use documents::Document;
+pub use folders::Folder;
+pub use tx::TenantTx;

@@ -1,0 +1,424 @@
+//! The documents adapter (PostgreSQL, row-level security) behind the gateway, over real
+//! HTTP, with a real PostgreSQL: the API for each role, another tenant's tokens and ids,
+//! forged and replayed contexts sent straight to the adapter, SQL metacharacters and path
+//! tricks in names, and row-level security checked by connecting as the application role.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::Gateway;
+use gatehouse_core::TenantId;
+use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const FOLDER: &str = "acme-projects-2026-q4";
+
+fn create_document(gw: &Gateway, token: &str, name: &str) -> Value {
+    let (status, body) = gw.send(
+        Method::POST,
+        &format!("/folders/{FOLDER}/documents"),
+        token,
+        Some(json!({ "name": name, "tags": ["plan"] })),
+    );
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// Entity changes reach the gateway's cache through NOTIFY: wait until the gateway
+/// decides on a new document.
+fn readable(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = gw.get(path, token);
+        if status == 200 || std::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn documents_folders_and_versions_through_the_gateway() {
+    let gw = Gateway::start_with_documents();
+    let editor = gw.token("acme-ed", "acme");
+    let viewer = gw.token("acme-vera", "acme");
+
+    // SQL metacharacters are data.
+    let name = "Q1 plan'; DROP TABLE documents; --";
+    let created = create_document(&gw, &editor, name);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["name"], name);
+    assert_eq!(created["owner_id"], "acme-ed");
+    assert_eq!(created["folder_id"], FOLDER);
+
+    // The new document exists for the policies too: the viewer reads it.
+    let (status, read) = readable(&gw, &format!("/documents/{id}"), &viewer);
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["tags"], json!(["plan"]));
+
+    // A viewer cannot write; an editor can.
+    let change = json!({ "tags": ["plan", "q1"], "metadata": { "quarter": 1 } });
+    let (status, _) = gw.send(
+        Method::PATCH,
+        &format!("/documents/{id}"),
+        &viewer,
+        Some(change.clone()),
+    );
+    assert_eq!(status, 403);
+    let (status, patched) = gw.send(
+        Method::PATCH,
+        &format!("/documents/{id}"),
+        &editor,
+        Some(change),
+    );
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["tags"], json!(["plan", "q1"]));
+    assert_eq!(patched["metadata"]["quarter"], 1);
+
+    // Versions: a restore is a new version.
+    let (status, restored) = gw.send(
+        Method::POST,
+        &format!("/documents/{id}/restore"),
+        &editor,
+        Some(json!({ "version": 1 })),
+    );
+    assert_eq!(status, 201, "{restored}");
+    assert_eq!(restored["version"], 2);
+    assert_eq!(restored["restored_from"], 1);
+    let (status, versions) = gw.get(&format!("/documents/{id}/versions"), &editor);
+    assert_eq!(status, 200);
+    let numbers: Vec<i64> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 1]);
+
+    // Pages: by name, with a cursor, nothing twice and nothing left out.
+    for n in 0..3 {
+        create_document(&gw, &editor, &format!("page-{n}"));
+    }
+    let mut seen = Vec::new();
+    let mut path = format!("/folders/{FOLDER}/documents?limit=2");
+    loop {
+        let (status, page) = readable(&gw, &path, &viewer);
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/folders/{FOLDER}/documents?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "in name order, each once");
+    for expected in ["acme-plan", "page-0", "page-1", "page-2", name] {
+        assert!(
+            seen.iter().any(|s| s == expected),
+            "{expected} listed: {seen:?}"
+        );
+    }
+
+    // Folders: create, rename, list, and delete with what is inside.
+    let (status, folder) = gw.send(
+        Method::POST,
+        &format!("/folders/{FOLDER}/folders"),
+        &editor,
+        Some(json!({ "name": "drafts" })),
+    );
+    assert_eq!(status, 201, "{folder}");
+    let folder_id = folder["id"].as_str().unwrap().to_string();
+    let (status, renamed) = readable_send(
+        &gw,
+        Method::PATCH,
+        &format!("/folders/{folder_id}"),
+        &editor,
+        json!({ "name": "Drafts 2026" }),
+    );
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["name"], "Drafts 2026");
+    let (status, children) = gw.get(&format!("/folders/{FOLDER}/folders"), &viewer);
+    assert_eq!(status, 200);
+    assert_eq!(children["items"][0]["name"], "Drafts 2026");
+
+    // Deleting: an editor may not, an admin may.
+    let admin = gw.token("acme-ada", "acme");
+    let (status, _) = gw.send(Method::DELETE, &format!("/documents/{id}"), &viewer, None);
+    assert_eq!(status, 403, "viewers do not delete");
+    let (status, _) = gw.send(Method::DELETE, &format!("/documents/{id}"), &admin, None);
+    assert_eq!(status, 204);
+    let (status, gone) = gw.get(&format!("/documents/{id}"), &admin);
+    assert_ne!(status, 200, "deleted: {gone}");
+}
+
+/// A write to something the gateway has just learned about may race its cache
+/// invalidation: retry while the answer is a deny.
+fn readable_send(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, answer) = gw.send(method.clone(), path, token, Some(body.clone()));
+        if status != 403 || std::time::Instant::now() > deadline {
+            return (status, answer);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_code_and_changes_nothing() {
+    let gw = Gateway::start_with_documents();
+    let editor = gw.token("acme-ed", "acme");
+    let cases = [
+        json!({ "name": "../../etc/passwd" }),
+        json!({ "name": "a/b" }),
+        json!({ "name": ".." }),
+        json!({ "name": "" }),
+        json!({ "name": "x", "classification": "top-secret" }),
+        json!({ "name": "x", "tags": [""] }),
+        json!({ "name": "x", "metadata": [1, 2] }),
+        json!({ "name": "x", "owner_id": "acme-ada" }),
+    ];
+    for body in cases {
+        let (status, answer) = gw.send(
+            Method::POST,
+            &format!("/folders/{FOLDER}/documents"),
+            &editor,
+            Some(body.clone()),
+        );
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_input", "{body}");
+    }
+    let (status, answer) = gw.get(&format!("/folders/{FOLDER}/documents?limit=0"), &editor);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let (status, answer) = gw.get(
+        &format!("/folders/{FOLDER}/documents?cursor=bogus"),
+        &editor,
+    );
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    let (_, listed) = gw.get(&format!("/folders/{FOLDER}/documents"), &editor);
+    assert_eq!(
+        listed["items"].as_array().unwrap().len(),
+        1,
+        "only acme-plan: {listed}"
+    );
+
+    // Something under legal hold deep inside a folder stops the folder's deletion (the
+    // policies allow deleting the root itself; the adapter looks at the whole subtree).
+    let admin = gw.token("acme-ada", "acme");
+    let (status, answer) = gw.send(Method::DELETE, "/folders/acme-root", &admin, None);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("legal_hold")),
+        "{answer}"
+    );
+    let (status, _) = gw.get("/documents/acme-held-doc", &admin);
+    assert_eq!(status, 200, "still there");
+}
+
+#[test]
+fn another_tenant_reaches_nothing() {
+    let gw = Gateway::start_with_documents();
+    let globex = gw.token("globex-gina", "globex");
+    // globex's plan allows 5 requests a second here: keep under it.
+    let pace = || std::thread::sleep(Duration::from_millis(250));
+    for path in [
+        "/documents/acme-plan",
+        "/documents/acme-plan/versions",
+        &format!("/folders/{FOLDER}"),
+        &format!("/folders/{FOLDER}/documents"),
+        &format!("/folders/{FOLDER}/folders"),
+    ] {
+        pace();
+        let (status, body) = gw.get(path, &globex);
+        assert!(status == 403 || status == 404, "{path}: {status} {body}");
+        assert!(
+            !body.to_string().contains("acme-ed"),
+            "{path}: nothing of acme"
+        );
+    }
+    pace();
+    let (status, body) = gw.send(
+        Method::POST,
+        &format!("/folders/{FOLDER}/documents"),
+        &globex,
+        Some(json!({ "name": "planted" })),
+    );
+    assert!(status == 403 || status == 404, "{status} {body}");
+    // The acme token on the globex host: tenant mismatch.
+    let acme = gw.token("acme-ed", "acme");
+    let (status, body) = gw.call(
+        Method::GET,
+        "/documents/globex-secret",
+        &acme,
+        &[("host", "globex.gatehouse.test")],
+    );
+    assert_eq!(status, 403, "{body}");
+}
+
+fn context(tenant: &str, action: &str, resource: &str, decision_id: &str) -> ForwardedContext {
+    ForwardedContext {
+        tenant: TenantId::parse(tenant).unwrap(),
+        principal: format!("User::\"{tenant}-ed\""),
+        acting_for: None,
+        action: format!("Action::\"{action}\""),
+        resource: resource.to_string(),
+        decision_id: decision_id.to_string(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        mfa: false,
+    }
+}
+
+#[test]
+fn the_adapter_admits_only_fresh_contexts_signed_by_the_gateway_for_the_very_call() {
+    let gw = Gateway::start_with_documents();
+    let adapter = gw.documents.clone().unwrap();
+    let client = reqwest::blocking::Client::new();
+    let signer = ContextSigner::from_pem(&gw.context_pem, Duration::from_secs(30)).unwrap();
+    let forger = ContextSigner::generate(Duration::from_secs(30)).unwrap();
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = client.get(format!("{adapter}{path}"));
+        if let Some(token) = token {
+            request = request.header(CONTEXT_HEADER, token);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    let read_plan = context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-1");
+    let now = SystemTime::now();
+
+    let (status, body) = get("/documents/acme-plan", None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("context_missing"))
+    );
+    let forged = forger.sign(&read_plan, now).unwrap();
+    let (status, body) = get("/documents/acme-plan", Some(&forged));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("context_invalid"))
+    );
+    let expired = signer
+        .sign(&read_plan, now - Duration::from_secs(120))
+        .unwrap();
+    let (status, body) = get("/documents/acme-plan", Some(&expired));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("context_invalid"))
+    );
+
+    let genuine = signer.sign(&read_plan, now).unwrap();
+    let (status, body) = get("/documents/acme-plan", Some(&genuine));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get("/documents/acme-plan", Some(&genuine));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("context_replayed"))
+    );
+
+    // A context for one document does not open another, nor another action.
+    let other = signer
+        .sign(
+            &context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-2"),
+            now,
+        )
+        .unwrap();
+    let (status, body) = get("/documents/acme-roadmap", Some(&other));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("context_mismatch"))
+    );
+    let versions = signer
+        .sign(
+            &context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-3"),
+            now,
+        )
+        .unwrap();
+    let (status, body) = get("/documents/acme-plan/versions", Some(&versions));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("context_mismatch"))
+    );
+
+    // A context of another tenant naming acme's document: its queries see only globex.
+    let foreign = signer
+        .sign(
+            &context(
+                "globex",
+                "document:read",
+                r#"Document::"acme-plan""#,
+                "ctx-4",
+            ),
+            now,
+        )
+        .unwrap();
+    let (status, body) = get("/documents/acme-plan", Some(&foreign));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    assert!(!body.to_string().contains("acme-ed"));
+}
+
+#[test]
+fn row_level_security_holds_for_the_application_role_itself() {
+    let gw = Gateway::start_with_documents();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&gw.app_url).await.unwrap();
+        let count = |sql: &'static str, tenant: Option<&'static str>| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await.unwrap();
+                if let Some(tenant) = tenant {
+                    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+                        .bind(tenant)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                }
+                let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut *tx).await.unwrap();
+                n
+            }
+        };
+        for table in ["SELECT count(*) FROM documents", "SELECT count(*) FROM folders", "SELECT count(*) FROM document_versions"] {
+            assert_eq!(count(table, None).await, 0, "no tenant set: {table} shows nothing");
+        }
+        assert_eq!(count("SELECT count(*) FROM documents WHERE tenant_id = 'acme'", Some("globex")).await, 0);
+        assert!(count("SELECT count(*) FROM documents", Some("acme")).await >= 7);
+
+        // Writing a row for another tenant than the one set is refused.
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)").execute(&mut *tx).await.unwrap();
+        let planted = sqlx::query(
+            "INSERT INTO folders (tenant_id, id, name, path, owner_id) VALUES ('globex', 'planted', 'x', '/planted/', 'acme-ed')",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+        let code = planted.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{planted}");
+    });
+}
