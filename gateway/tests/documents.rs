@@ -422,3 +422,176 @@ fn row_level_security_holds_for_the_application_role_itself() {
         assert_eq!(code.as_deref(), Some("42501"), "{planted}");
     });
 }
+
+/// Waits (at most 10 s) until `path` answers `want` for `token`: entity changes reach the
+/// gateway's cache through NOTIFY.
+fn until_status(gw: &Gateway, path: &str, token: &str, want: u16) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _) = gw.get(path, token);
+        if status == want || std::time::Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sharing_to_users_and_groups_changes_who_may_read_and_write() {
+    let gw = Gateway::start_with_documents();
+    let admin = gw.token("acme-ada", "acme");
+    let sam = gw.token("acme-sam", "acme");
+    assert_eq!(
+        gw.get("/documents/acme-plan", &sam).0,
+        403,
+        "no role, no grant"
+    );
+
+    let grant = json!({ "type": "User", "id": "acme-sam", "role": "viewer" });
+    let (status, share) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/shares",
+        &admin,
+        Some(grant.clone()),
+    );
+    assert_eq!(status, 201, "{share}");
+    assert_eq!(
+        until_status(&gw, "/documents/acme-plan", &sam, 200),
+        200,
+        "shared"
+    );
+    let (status, _) = gw.send(
+        Method::PATCH,
+        "/documents/acme-plan",
+        &sam,
+        Some(json!({ "tags": ["x"] })),
+    );
+    assert_eq!(status, 403, "a viewer grant does not let one write");
+    let (status, again) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/shares",
+        &admin,
+        Some(grant),
+    );
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    let (_, listed) = gw.get("/documents/acme-plan/shares", &admin);
+    assert_eq!(listed["items"][0]["grantee_id"], "acme-sam");
+
+    let (status, _) = gw.send(
+        Method::DELETE,
+        "/documents/acme-plan/shares?type=User&id=acme-sam&role=viewer",
+        &admin,
+        None,
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        until_status(&gw, "/documents/acme-plan", &sam, 403),
+        403,
+        "revoked"
+    );
+
+    // A group's editor grant on a folder reaches its members, for everything inside.
+    let nora = gw.token("acme-nora", "acme");
+    let edit = json!({ "tags": ["reviewed"] });
+    let (status, _) = gw.send(
+        Method::PATCH,
+        "/documents/acme-olive-notes",
+        &nora,
+        Some(edit.clone()),
+    );
+    assert_eq!(status, 403, "before the grant");
+    let group = json!({ "type": "Group", "id": "acme-legal", "role": "editor" });
+    let (status, body) = gw.send(
+        Method::POST,
+        "/folders/acme-olive-folder/shares",
+        &admin,
+        Some(group),
+    );
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = readable_send(
+        &gw,
+        Method::PATCH,
+        "/documents/acme-olive-notes",
+        &nora,
+        edit,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Grantees are of this tenant only; input is checked.
+    for (grantee, code) in [
+        (
+            json!({ "type": "User", "id": "globex-vic", "role": "viewer" }),
+            "not_found",
+        ),
+        (
+            json!({ "type": "Robot", "id": "acme-sam", "role": "viewer" }),
+            "invalid_input",
+        ),
+        (
+            json!({ "type": "User", "id": "acme-sam", "role": "owner" }),
+            "invalid_input",
+        ),
+    ] {
+        let (_, body) = gw.send(
+            Method::POST,
+            "/documents/acme-plan/shares",
+            &admin,
+            Some(grantee),
+        );
+        assert_eq!(body["error"]["code"], code);
+    }
+
+    // An external link: its token is shown once and names the tenant.
+    let (status, link) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/links",
+        &admin,
+        Some(json!({ "expires_in_seconds": 3600 })),
+    );
+    assert_eq!(status, 201, "{link}");
+    assert!(link["token"].as_str().unwrap().starts_with("acme."));
+    let (status, _) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/links",
+        &admin,
+        Some(json!({ "expires_in_seconds": 365 * 24 * 3600 })),
+    );
+    assert_eq!(status, 400, "links live at most 30 days");
+}
+
+#[test]
+fn comments_name_the_tenants_users_they_mention() {
+    let gw = Gateway::start_with_documents();
+    let editor = gw.token("acme-ed", "acme");
+    let viewer = gw.token("acme-vera", "acme");
+    let text = "@acme-vera please look; @globex-gina and @nobody are not ours, nor ed@acme.example";
+    let (status, comment) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/comments",
+        &editor,
+        Some(json!({ "body": text })),
+    );
+    assert_eq!(status, 201, "{comment}");
+    assert_eq!(comment["mentions"], json!(["acme-vera"]));
+    assert_eq!(comment["author_id"], "acme-ed");
+    let (status, _) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/comments",
+        &viewer,
+        Some(json!({ "body": "me too" })),
+    );
+    assert_eq!(status, 403, "viewers read comments, they do not write them");
+    let (status, listed) = gw.get("/documents/acme-plan/comments", &viewer);
+    assert_eq!(status, 200);
+    assert_eq!(listed["items"][0]["body"], text);
+    let (status, _) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/comments",
+        &editor,
+        Some(json!({ "body": "" })),
+    );
+    assert_eq!(status, 400);
+}

@@ -16,9 +16,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::TenantTx;
+use crate::comments::{self, Comment};
 use crate::documents::{self, Document, DocumentChange, NewDocument};
 use crate::folders::{self, Folder};
 use crate::input::{self, PageQuery};
+use crate::shares::{self, Grantee, NewLink, Share};
 
 /// The adapter's state: the database (as the application role) and the context guard.
 pub struct DocumentsApi {
@@ -49,6 +51,7 @@ impl DocumentsApi {
 
 /// The routes, as (method, path, Cedar action, resource type): what the gateway's
 /// `[[route]]` entries for this adapter must say.
+#[rustfmt::skip]
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/folders/{id}", "folder:read", "Folder"),
     ("PATCH", "/folders/{id}", "folder:write", "Folder"),
@@ -60,18 +63,17 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/documents/{id}", "document:read", "Document"),
     ("PATCH", "/documents/{id}", "document:write", "Document"),
     ("DELETE", "/documents/{id}", "document:delete", "Document"),
-    (
-        "GET",
-        "/documents/{id}/versions",
-        "document:version",
-        "Document",
-    ),
-    (
-        "POST",
-        "/documents/{id}/restore",
-        "document:restore",
-        "Document",
-    ),
+    ("GET", "/documents/{id}/versions", "document:version", "Document"),
+    ("POST", "/documents/{id}/restore", "document:restore", "Document"),
+    ("GET", "/documents/{id}/comments", "document:read", "Document"),
+    ("POST", "/documents/{id}/comments", "document:comment", "Document"),
+    ("GET", "/documents/{id}/shares", "document:share", "Document"),
+    ("POST", "/documents/{id}/shares", "document:share", "Document"),
+    ("DELETE", "/documents/{id}/shares", "document:share", "Document"),
+    ("POST", "/documents/{id}/links", "document:share", "Document"),
+    ("GET", "/folders/{id}/shares", "folder:share", "Folder"),
+    ("POST", "/folders/{id}/shares", "folder:share", "Folder"),
+    ("DELETE", "/folders/{id}/shares", "folder:share", "Folder"),
 ];
 
 /// The adapter's routes.
@@ -97,6 +99,21 @@ pub fn router(api: Arc<DocumentsApi>) -> Router {
         )
         .route("/documents/{id}/versions", get(list_versions))
         .route("/documents/{id}/restore", post(restore_version))
+        .route(
+            "/documents/{id}/comments",
+            get(list_comments).post(add_comment),
+        )
+        .route(
+            "/documents/{id}/shares",
+            get(document_shares)
+                .post(share_document)
+                .delete(unshare_document),
+        )
+        .route("/documents/{id}/links", post(create_link))
+        .route(
+            "/folders/{id}/shares",
+            get(folder_shares).post(share_folder).delete(unshare_folder),
+        )
         .fallback(|| async { AdapterError::NotFound("route") })
         .with_state(api)
 }
@@ -293,4 +310,175 @@ async fn restore_version(
     let restored = documents::restore(&mut tx, &id, version, call.principal()).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(restored)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewComment {
+    body: String,
+}
+
+async fn add_comment(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<Comment>)> {
+    let (call, mut tx) = api
+        .begin(&headers, "document:comment", "Document", &id)
+        .await?;
+    let NewComment { body } = input::json_body(&body)?;
+    let comment = comments::add(&mut tx, &id, call.user_id()?, &body).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(comment)))
+}
+
+async fn list_comments(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Listing<Comment>>> {
+    let (_, mut tx) = api
+        .begin(&headers, "document:read", "Document", &id)
+        .await?;
+    let page = page_query(query)?.page()?;
+    let items = comments::list(&mut tx, &id, &page).await?;
+    let next_cursor = full_page(&items, page.limit).map(|c| input::next_cursor(&c.id, &c.id));
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+/// Folders and documents are shared the same way; these name which.
+#[derive(Clone, Copy)]
+struct Shared {
+    resource_type: &'static str,
+    action: &'static str,
+}
+
+const DOCUMENT: Shared = Shared {
+    resource_type: "Document",
+    action: "document:share",
+};
+const FOLDER: Shared = Shared {
+    resource_type: "Folder",
+    action: "folder:share",
+};
+
+async fn list_shares(
+    api: &DocumentsApi,
+    what: Shared,
+    id: &str,
+    headers: &HeaderMap,
+) -> Answer<Json<Value>> {
+    let (_, mut tx) = api
+        .begin(headers, what.action, what.resource_type, id)
+        .await?;
+    let items = shares::list(&mut tx, what.resource_type, id).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn share(
+    api: &DocumentsApi,
+    what: Shared,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer<(StatusCode, Json<Share>)> {
+    let (call, mut tx) = api
+        .begin(headers, what.action, what.resource_type, id)
+        .await?;
+    let grantee: Grantee = input::json_body(body)?;
+    let share = shares::grant(&mut tx, what.resource_type, id, &grantee, call.principal()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(share)))
+}
+
+async fn unshare(
+    api: &DocumentsApi,
+    what: Shared,
+    id: &str,
+    headers: &HeaderMap,
+    grantee: Result<Query<Grantee>, QueryRejection>,
+) -> Answer<StatusCode> {
+    let (_, mut tx) = api
+        .begin(headers, what.action, what.resource_type, id)
+        .await?;
+    let Query(grantee) =
+        grantee.map_err(|e| AdapterError::InvalidInput(format!("query: {}", e.body_text())))?;
+    shares::revoke(&mut tx, what.resource_type, id, &grantee).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn document_shares(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    list_shares(&api, DOCUMENT, &id, &headers).await
+}
+
+async fn folder_shares(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    list_shares(&api, FOLDER, &id, &headers).await
+}
+
+async fn share_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<Share>)> {
+    share(&api, DOCUMENT, &id, &headers, &body).await
+}
+
+async fn share_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<Share>)> {
+    share(&api, FOLDER, &id, &headers, &body).await
+}
+
+async fn unshare_document(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<Grantee>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    unshare(&api, DOCUMENT, &id, &headers, query).await
+}
+
+async fn unshare_folder(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<Grantee>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    unshare(&api, FOLDER, &id, &headers, query).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkRequest {
+    expires_in_seconds: i64,
+}
+
+async fn create_link(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<(StatusCode, Json<NewLink>)> {
+    let (call, mut tx) = api
+        .begin(&headers, "document:share", "Document", &id)
+        .await?;
+    let LinkRequest { expires_in_seconds } = input::json_body(&body)?;
+    let link = shares::create_link(&mut tx, &id, expires_in_seconds, call.principal()).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(link)))
 }

@@ -1,5 +1,5 @@
-//! The PostgreSQL adapter: the document platform's folders, documents and versions, as an
-//! HTTP service behind the gateway.
+//! The PostgreSQL adapter: the document platform's folders, documents, versions, comments
+//! and shares, as an HTTP service behind the gateway.
 //!
 //! Every handler follows the same steps: admit the call (the gateway's signed context,
 //! for exactly this action and resource: [`gatehouse_adapter_kit::ContextGuard`]), open a
@@ -9,11 +9,13 @@
 //! [`AdapterError`](gatehouse_adapter_kit::AdapterError)s.
 
 pub mod api;
+mod comments;
 mod documents;
 pub mod entities;
 mod folders;
 mod input;
 pub mod seed;
+mod shares;
 mod tx;
 
 pub use api::{DocumentsApi, router};
