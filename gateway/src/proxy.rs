@@ -49,6 +49,7 @@ pub struct Gateway {
 }
 
 /// The entity store the gateway decides with.
+#[derive(Clone)]
 pub enum Store {
     /// Entities loaded from a file into memory.
     Memory(Arc<MemoryStore>),
@@ -399,10 +400,29 @@ fn audit_record(
     decision: &Decision,
     route: &str,
 ) -> AuditRecord {
+    decision_record(
+        request,
+        decision,
+        ctx.decision_id.clone().unwrap_or_default(),
+        trace_id(ctx),
+        client_ip(session),
+        route,
+    )
+}
+
+/// The audit record of `decision` on `request`.
+pub(crate) fn decision_record(
+    request: &AccessRequest,
+    decision: &Decision,
+    id: String,
+    trace_id: String,
+    client_ip: Option<String>,
+    route: &str,
+) -> AuditRecord {
     AuditRecord {
-        id: ctx.decision_id.clone().unwrap_or_default(),
+        id,
         time_us: now_us(),
-        trace_id: trace_id(ctx),
+        trace_id,
         tenant: request.tenant.clone(),
         principal: request.principal.to_string(),
         acting_for: request.acting_for.as_ref().map(ToString::to_string),
@@ -423,7 +443,7 @@ fn audit_record(
         bundle_version: decision.bundle.version.to_string(),
         bundle_hash: decision.bundle.hash.to_string(),
         latency_us: decision.elapsed.as_micros() as u64,
-        client_ip: client_ip(session),
+        client_ip,
         route: route.to_string(),
     }
 }
@@ -498,7 +518,7 @@ fn refusal_for(decision: &Decision) -> Refusal {
 }
 
 /// A time-ordered, unique decision id (UUIDv7 layout: 48 bits of milliseconds, then random).
-fn new_decision_id() -> String {
+pub(crate) fn new_decision_id() -> String {
     let millis = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

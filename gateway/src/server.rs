@@ -15,7 +15,7 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
-use crate::adapters::AdapterService;
+use crate::adapters::{AdapterService, PdpDecider};
 use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig, resolve_secret};
 use crate::database::{AuditService, Database, drain_spool_after_shutdown};
 use crate::echo::EchoUpstream;
@@ -167,11 +167,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(adapter) = &config.adapters.documents {
         let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
+        let decider = Arc::new(PdpDecider {
+            pdp: gateway.pdp.clone(),
+            store: gateway.store.clone(),
+            audit: gateway.audit.clone(),
+            route: "adapter:documents",
+        });
         let documents = AdapterService::documents(
             &adapter.listen,
             &database.app_url,
             &gateway.signer,
             lifetime,
+            decider,
         )?;
         server.add_service(background_service("documents adapter", documents));
     }

@@ -420,6 +420,30 @@ fn row_level_security_holds_for_the_application_role_itself() {
         .unwrap_err();
         let code = planted.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{planted}");
+        drop(tx);
+
+        // "Everything under folder F" is one range scan of the path index, once there are
+        // enough documents for an index to matter (rolled back afterwards).
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)").execute(&mut *tx).await.unwrap();
+        sqlx::query(
+            "INSERT INTO documents (tenant_id, id, folder_id, path, name, owner_id) \
+             SELECT 'acme', 'bulk-' || g, 'acme-root', '/acme-root/f' || (g % 100) || '/', 'n' || g, 'acme-ed' \
+             FROM generate_series(1, 20000) g",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT id FROM documents WHERE tenant_id = 'acme' AND path ~>=~ '/acme-root/f7/' AND path ~<~ '/acme-root/f70'",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        // The range is an index condition, not a filter applied after the policy.
+        let index_condition = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
+        assert!(plan.contains("documents_path") && index_condition.contains("~>=~"), "{plan}");
     });
 }
 
@@ -594,4 +618,129 @@ fn comments_name_the_tenants_users_they_mention() {
         Some(json!({ "body": "" })),
     );
     assert_eq!(status, 400);
+}
+
+#[test]
+fn moves_and_bulk_calls_decide_and_audit_every_folder_they_touch() {
+    let gw = Gateway::start_with_documents();
+    let nora = gw.token("acme-nora", "acme"); // an editor grant on acme-legal only
+    let admin = gw.token("acme-ada", "acme");
+
+    // Nora may edit the contract, but not put it where she may not create.
+    let (status, body) = gw.send(
+        Method::PATCH,
+        "/documents/acme-contract",
+        &nora,
+        Some(json!({ "folder_id": "acme-projects" })),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
+    let (status, moved) = gw.send(
+        Method::PATCH,
+        "/documents/acme-contract",
+        &nora,
+        Some(json!({ "folder_id": "acme-legal" })),
+    );
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["folder_id"], "acme-legal");
+
+    // A folder never moves into itself.
+    let (status, body) = gw.send(
+        Method::PATCH,
+        "/folders/acme-projects",
+        &admin,
+        Some(json!({ "parent_id": "acme-projects-2026-q4" })),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+
+    // Moving a subtree under acme-legal brings its documents under Nora's grant.
+    assert_eq!(gw.get("/documents/acme-plan", &nora).0, 403);
+    let (status, body) = gw.send(
+        Method::PATCH,
+        "/folders/acme-projects-2026",
+        &admin,
+        Some(json!({ "parent_id": "acme-legal" })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["parent_id"], "acme-legal");
+    assert_eq!(until_status(&gw, "/documents/acme-plan", &nora, 200), 200);
+    let (_, listed) = gw.get("/folders/acme-legal/folders", &admin);
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "acme-projects-2026")
+    );
+
+    // Bulk: each item decided on its own.
+    let (status, body) = gw.send(
+        Method::POST,
+        "/folders/acme-root/bulk-delete",
+        &admin,
+        Some(json!({ "documents": ["acme-public", "acme-held-doc", "no-such-doc", "globex-secret"] })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let results: Vec<(String, String)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["id"].as_str().unwrap().into(),
+                o["result"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("acme-public".into(), "deleted".into()),
+            ("acme-held-doc".into(), "forbidden".into()),
+            ("no-such-doc".into(), "forbidden".into()),
+            ("globex-secret".into(), "forbidden".into()),
+        ]
+    );
+    assert_ne!(gw.get("/documents/acme-public", &admin).0, 200);
+    assert_eq!(gw.get("/documents/acme-held-doc", &admin).0, 200);
+
+    let (status, body) = gw.send(
+        Method::POST,
+        "/folders/acme-legal/bulk-move",
+        &nora,
+        Some(json!({ "documents": ["acme-olive-notes", "acme-contract"] })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["items"][0]["result"], "forbidden",
+        "not Nora's to move"
+    );
+    assert_eq!(body["items"][1]["result"], "moved");
+
+    // The adapter's own decisions are in the audit log like the gateway's.
+    let records = gw.audit_when("acme", 20);
+    let adapter_decisions: Vec<_> = records
+        .iter()
+        .filter(|r| r.record.route == "adapter:documents")
+        .collect();
+    assert!(
+        adapter_decisions
+            .iter()
+            .any(|r| r.record.resource == r#"Document::"acme-held-doc""#
+                && r.record.decision == "deny"),
+        "{adapter_decisions:?}"
+    );
+    assert!(
+        adapter_decisions
+            .iter()
+            .any(|r| r.record.resource == r#"Folder::"acme-projects""#
+                && r.record.action == r#"Action::"folder:create""#)
+    );
 }

@@ -8,7 +8,9 @@
 //! names or another tenant's identifiers.
 
 mod context;
+mod decider;
 mod error;
 
 pub use context::{Call, ContextGuard, entity_uid};
+pub use decider::Decider;
 pub use error::AdapterError;

@@ -10,28 +10,36 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard};
+use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::TenantTx;
+use crate::bulk::{self, Items, Operation, Outcome};
 use crate::comments::{self, Comment};
 use crate::documents::{self, Document, DocumentChange, NewDocument};
 use crate::folders::{self, Folder};
 use crate::input::{self, PageQuery};
 use crate::shares::{self, Grantee, NewLink, Share};
 
-/// The adapter's state: the database (as the application role) and the context guard.
+/// The adapter's state: the database (as the application role), the context guard, and
+/// the decision point for what a call touches beyond its own resource.
 pub struct DocumentsApi {
     pool: PgPool,
     guard: ContextGuard,
+    decider: Arc<dyn Decider>,
 }
 
 impl DocumentsApi {
-    /// An API over `pool` (connected as a role without BYPASSRLS) admitting calls with `guard`.
-    pub fn new(pool: PgPool, guard: ContextGuard) -> Self {
-        Self { pool, guard }
+    /// An API over `pool` (connected as a role without BYPASSRLS) admitting calls with
+    /// `guard` and deciding moves' destinations and bulk items with `decider`.
+    pub fn new(pool: PgPool, guard: ContextGuard, decider: Arc<dyn Decider>) -> Self {
+        Self {
+            pool,
+            guard,
+            decider,
+        }
     }
 
     /// Admits a call for `action` on `resource_type::"id"` and opens its tenant's transaction.
@@ -74,6 +82,8 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/folders/{id}/shares", "folder:share", "Folder"),
     ("POST", "/folders/{id}/shares", "folder:share", "Folder"),
     ("DELETE", "/folders/{id}/shares", "folder:share", "Folder"),
+    ("POST", "/folders/{id}/bulk-move", "folder:create", "Folder"),
+    ("POST", "/folders/{id}/bulk-delete", "folder:write", "Folder"),
 ];
 
 /// The adapter's routes.
@@ -114,6 +124,8 @@ pub fn router(api: Arc<DocumentsApi>) -> Router {
             "/folders/{id}/shares",
             get(folder_shares).post(share_folder).delete(unshare_folder),
         )
+        .route("/folders/{id}/bulk-move", post(bulk_move))
+        .route("/folders/{id}/bulk-delete", post(bulk_delete))
         .fallback(|| async { AdapterError::NotFound("route") })
         .with_state(api)
 }
@@ -162,15 +174,34 @@ async fn create_folder(
     Ok((StatusCode::CREATED, Json(folder)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FolderChange {
+    #[serde(default)]
+    name: Option<String>,
+    /// Move it into this folder (decided separately: creating in the destination).
+    #[serde(default)]
+    parent_id: Option<String>,
+}
+
 async fn update_folder(
     State(api): Api,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer<Json<Folder>> {
-    let (_, mut tx) = api.begin(&headers, "folder:write", "Folder", &id).await?;
-    let change: NewFolder = input::json_body(&body)?;
-    let folder = folders::rename(&mut tx, &id, input::name(&change.name)?).await?;
+    let (call, mut tx) = api.begin(&headers, "folder:write", "Folder", &id).await?;
+    let change: FolderChange = input::json_body(&body)?;
+    let mut folder = folders::get(&mut tx, &id).await?;
+    if let Some(name) = &change.name {
+        folder = folders::rename(&mut tx, &id, input::name(name)?).await?;
+    }
+    if let Some(parent) = &change.parent_id {
+        api.decider
+            .decide(&call, "folder:create", "Folder", parent)
+            .await?;
+        folder = folders::move_to(&mut tx, &id, parent).await?;
+    }
     tx.commit().await?;
     Ok(Json(folder))
 }
@@ -252,11 +283,18 @@ async fn update_document(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer<Json<Document>> {
-    let (_, mut tx) = api
+    let (call, mut tx) = api
         .begin(&headers, "document:write", "Document", &id)
         .await?;
-    let change: DocumentChange = input::json_body(&body)?;
-    let document = documents::update(&mut tx, &id, change).await?;
+    let mut change: DocumentChange = input::json_body(&body)?;
+    let destination = change.folder_id.take();
+    let mut document = documents::update(&mut tx, &id, change).await?;
+    if let Some(folder) = destination {
+        api.decider
+            .decide(&call, "folder:create", "Folder", &folder)
+            .await?;
+        document = documents::move_to(&mut tx, &id, &folder).await?;
+    }
     tx.commit().await?;
     Ok(Json(document))
 }
@@ -481,4 +519,46 @@ async fn create_link(
     let link = shares::create_link(&mut tx, &id, expires_in_seconds, call.principal()).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(link)))
+}
+
+async fn bulk(
+    api: &DocumentsApi,
+    operation: Operation,
+    action: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Answer<Json<Value>> {
+    let (call, mut tx) = api.begin(headers, action, "Folder", id).await?;
+    let items: Items = input::json_body(body)?;
+    let outcomes: Vec<Outcome> =
+        bulk::apply(&mut tx, api.decider.as_ref(), &call, id, operation, &items).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "items": outcomes })))
+}
+
+async fn bulk_move(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<Value>> {
+    bulk(&api, Operation::Move, "folder:create", &id, &headers, &body).await
+}
+
+async fn bulk_delete(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<Value>> {
+    bulk(
+        &api,
+        Operation::Delete,
+        "folder:write",
+        &id,
+        &headers,
+        &body,
+    )
+    .await
 }

@@ -83,6 +83,9 @@ pub struct DocumentChange {
     tags: Option<Vec<String>>,
     #[serde(default)]
     metadata: Option<Value>,
+    /// Move it into this folder (decided separately: creating in the destination).
+    #[serde(default)]
+    pub folder_id: Option<String>,
 }
 
 const COLUMNS: &str = "id, folder_id, name, owner_id, classification, legal_hold, tags, metadata, \
@@ -178,6 +181,33 @@ pub async fn update(
         entities::set_attr(tx, "Document", id, "classification", json!(classification)).await?;
     }
     Ok(document)
+}
+
+/// Moves document `id` into folder `folder_id`.
+pub async fn move_to(
+    tx: &mut TenantTx,
+    id: &str,
+    folder_id: &str,
+) -> Result<Document, AdapterError> {
+    let path = folders::path(tx, folder_id).await?;
+    let document: Document = sqlx::query_as(&format!(
+        "UPDATE documents SET folder_id = $3, path = $4, updated_at = now() \
+         WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tx.tenant())
+    .bind(id)
+    .bind(folder_id)
+    .bind(path)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "document"))?;
+    entities::set_folder(tx, "Document", id, folder_id).await?;
+    Ok(document)
+}
+
+/// The folder document `id` is in.
+pub async fn folder_of(tx: &mut TenantTx, id: &str) -> Result<String, AdapterError> {
+    Ok(get(tx, id).await?.folder_id)
 }
 
 /// Deletes document `id` (and its versions and comments), unless under legal hold.

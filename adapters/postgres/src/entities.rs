@@ -80,3 +80,25 @@ pub async fn delete(
     .map_err(|e| AdapterError::from_db(e, "entity"))?;
     Ok(())
 }
+
+/// Makes `folder` the one folder parent of an entity (grant parents stay).
+pub async fn set_folder(
+    tx: &mut TenantTx,
+    entity_type: &str,
+    id: &str,
+    folder: &str,
+) -> Result<(), AdapterError> {
+    sqlx::query(
+        "UPDATE entities SET parents = COALESCE((SELECT jsonb_agg(p) FROM jsonb_array_elements(parents) p \
+             WHERE p ->> 'type' <> 'Folder'), '[]') || jsonb_build_array($4::jsonb), updated_at = now() \
+         WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
+    )
+    .bind(tx.tenant())
+    .bind(entity_type)
+    .bind(id)
+    .bind(json!({ "type": "Folder", "id": folder }))
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "entity"))?;
+    Ok(())
+}

@@ -1,4 +1,9 @@
 //! Folders: a tree per tenant, with materialized paths for subtree queries.
+//!
+//! "Everything under F" is `path ~>=~ lower AND path ~<~ upper` ([`subtree`]): a range
+//! scan of `(tenant_id, path text_pattern_ops)`. Not `LIKE 'prefix%'`: under row-level
+//! security a condition with a function that is not LEAKPROOF (as LIKE's is not) is only
+//! evaluated after the policy, so the index would be used for the tenant alone.
 
 use chrono::{DateTime, Utc};
 use gatehouse_adapter_kit::AdapterError;
@@ -96,16 +101,60 @@ pub async fn rename(tx: &mut TenantTx, id: &str, name: &str) -> Result<Folder, A
     Ok(folder)
 }
 
+/// Moves folder `id` (with everything under it) into folder `parent_id`.
+pub async fn move_to(tx: &mut TenantTx, id: &str, parent_id: &str) -> Result<Folder, AdapterError> {
+    let old = path(tx, id).await?;
+    let destination = path(tx, parent_id).await?;
+    if destination.starts_with(&old) {
+        return Err(AdapterError::Conflict(
+            "a folder cannot move into itself".into(),
+        ));
+    }
+    let new = format!("{destination}{id}/");
+    let (lower, upper) = subtree(&old);
+    for table in ["folders", "documents"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET path = $4 || substr(path, length($2) + 1) \
+             WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3"
+        ))
+        .bind(tx.tenant())
+        .bind(&lower)
+        .bind(&upper)
+        .bind(&new)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    }
+    let folder: Folder = sqlx::query_as(&format!(
+        "UPDATE folders SET parent_id = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(tx.tenant())
+    .bind(id)
+    .bind(parent_id)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    entities::set_folder(tx, "Folder", id, parent_id).await?;
+    Ok(folder)
+}
+
+/// Whether `id` is `ancestor` or somewhere below it.
+pub async fn is_within(tx: &mut TenantTx, id: &str, ancestor: &str) -> Result<bool, AdapterError> {
+    let inner = path(tx, id).await?;
+    Ok(inner.starts_with(&path(tx, ancestor).await?))
+}
+
 /// Deletes folder `id` with everything under it, unless anything there is under legal
 /// hold. Returns how many folders and documents were deleted.
 pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), AdapterError> {
-    let subtree = like_prefix(&path(tx, id).await?);
+    let (lower, upper) = subtree(&path(tx, id).await?);
     let held: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM folders WHERE tenant_id = $1 AND path LIKE $2 AND legal_hold) \
-             OR EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND path LIKE $2 AND legal_hold)",
+        "SELECT EXISTS (SELECT 1 FROM folders WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold) \
+             OR EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold)",
     )
     .bind(tx.tenant())
-    .bind(&subtree)
+    .bind(&lower)
+    .bind(&upper)
     .fetch_one(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
@@ -113,19 +162,21 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), Adapt
         return Err(AdapterError::LegalHold);
     }
     let documents: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM documents WHERE tenant_id = $1 AND path LIKE $2 RETURNING id",
+        "DELETE FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 RETURNING id",
     )
     .bind(tx.tenant())
-    .bind(&subtree)
+    .bind(&lower)
+    .bind(&upper)
     .fetch_all(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
     // One statement: the parent links are checked at its end, when all are gone.
     let folders: Vec<String> = sqlx::query_scalar(
-        "DELETE FROM folders WHERE tenant_id = $1 AND path LIKE $2 RETURNING id",
+        "DELETE FROM folders WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 RETURNING id",
     )
     .bind(tx.tenant())
-    .bind(&subtree)
+    .bind(&lower)
+    .bind(&upper)
     .fetch_all(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
@@ -156,19 +207,31 @@ pub async fn children(
     .map_err(|e| AdapterError::from_db(e, "folder"))
 }
 
-/// A LIKE pattern for everything whose path starts with `path`.
-pub fn like_prefix(path: &str) -> String {
-    let escaped = path
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("{escaped}%")
+/// The bounds of every path that starts with `path` (which ends with `/`): from `path`
+/// itself up to, not including, the same with its final `/` replaced by the next
+/// character, `0`.
+pub fn subtree(path: &str) -> (String, String) {
+    let stem = path.strip_suffix('/').unwrap_or(path);
+    (path.to_string(), format!("{stem}0"))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn like_wildcards_in_a_path_are_taken_literally() {
-        assert_eq!(super::like_prefix("/a_b/c%d/"), "/a\\_b/c\\%d/%");
+    fn a_subtree_is_the_paths_with_its_prefix() {
+        let (lower, upper) = super::subtree("/a_b/c%d/");
+        assert_eq!((lower.as_str(), upper.as_str()), ("/a_b/c%d/", "/a_b/c%d0"));
+        for inside in ["/a_b/c%d/", "/a_b/c%d/x/", "/a_b/c%d/~~~/"] {
+            assert!(
+                lower.as_str() <= inside && inside < upper.as_str(),
+                "{inside}"
+            );
+        }
+        for outside in ["/a_b/c%d", "/a_b/c%dx/", "/a_b/c%e/", "/a_b/c%d0/"] {
+            assert!(
+                !(lower.as_str() <= outside && outside < upper.as_str()),
+                "{outside}"
+            );
+        }
     }
 }

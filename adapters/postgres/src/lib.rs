@@ -9,6 +9,7 @@
 //! [`AdapterError`](gatehouse_adapter_kit::AdapterError)s.
 
 pub mod api;
+mod bulk;
 mod comments;
 mod documents;
 pub mod entities;
