@@ -86,7 +86,7 @@ impl PgEntityStore {
         own.wrapping_add(self.everything.load(Ordering::SeqCst) << 32)
     }
 
-    async fn pool(&self) -> Result<&PgPool, StoreError> {
+    pub(crate) async fn pool(&self) -> Result<&PgPool, StoreError> {
         self.pool
             .get_or_try_init(|| async {
                 PgPoolOptions::new()

@@ -44,6 +44,9 @@ pub enum AuthError {
     /// An API key that is not known.
     #[error("invalid API key")]
     InvalidApiKey,
+    /// The credential cannot be checked now (its store is down): never an allow.
+    #[error("credentials cannot be checked right now")]
+    Unavailable,
 }
 
 impl AuthError {
@@ -53,6 +56,15 @@ impl AuthError {
             Self::Missing => "missing_credentials",
             Self::InvalidToken(_) => "invalid_token",
             Self::InvalidApiKey => "invalid_api_key",
+            Self::Unavailable => "identity_unavailable",
+        }
+    }
+
+    /// The HTTP status: 401, or 503 when the credential could not be checked.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Unavailable => 503,
+            _ => 401,
         }
     }
 }

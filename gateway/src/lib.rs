@@ -4,8 +4,8 @@
 //! A request goes through the phases of [`proxy::Gateway`], in order:
 //! 1. **tenant** ([`tenant`]): from the host's subdomain or the credential's claim; both
 //!    present and different is a 403;
-//! 2. **principal** ([`identity`]): a verified JWT (user or agent acting for a user) or a
-//!    tenant API key;
+//! 2. **principal** ([`identity`]): a verified JWT (user or agent acting for a user), a
+//!    tenant API key, or an external share link ([`share_links`]);
 //! 3. **route** ([`routes`]): method and path to a Cedar action, resource and upstream; no
 //!    route, no passage;
 //! 4. **decide**: the decision point ([`gatehouse_pdp`]); a deny is a 403 JSON error with
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod share_links;
 pub mod tenant;
 pub mod tenants;
 pub mod tiny_http;

@@ -24,6 +24,7 @@ use crate::entities::PgEntityStore;
 use crate::identity::{Authenticator, Principal};
 use crate::metrics;
 use crate::routes::{RouteError, Routes};
+use crate::share_links;
 use crate::tenant;
 use crate::tenants::{Admission, Tenants};
 use crate::trace::TraceContext;
@@ -254,13 +255,14 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestState,
     ) -> std::result::Result<(), Refusal> {
-        let principal = self
-            .auth
-            .authenticate(
-                header(session, "authorization"),
-                header(session, "x-api-key"),
-            )
-            .map_err(|e| Refusal::new(401, e.code(), e.to_string()))?;
+        let authorization = header(session, "authorization");
+        let principal = match authorization.and_then(|h| h.strip_prefix(share_links::SCHEME)) {
+            Some(link) => share_links::authenticate(&self.store, link).await,
+            None => self
+                .auth
+                .authenticate(authorization, header(session, "x-api-key")),
+        }
+        .map_err(|e| Refusal::new(e.status(), e.code(), e.to_string()))?;
         ctx.principal = Some(principal.uid.to_string());
         let host = header(session, "host").or_else(|| session.req_header().uri.host());
         let refuse = |e: tenant::TenantError| Refusal::new(403, e.code(), e.to_string());

@@ -744,3 +744,86 @@ fn moves_and_bulk_calls_decide_and_audit_every_folder_they_touch() {
                 && r.record.action == r#"Action::"folder:create""#)
     );
 }
+
+#[test]
+fn a_share_link_reads_its_one_document_until_it_expires() {
+    let gw = Gateway::start_with_documents();
+    let admin = gw.token("acme-ada", "acme");
+    let (status, link) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/links",
+        &admin,
+        Some(json!({ "expires_in_seconds": 3600 })),
+    );
+    assert_eq!(status, 201, "{link}");
+    let token = link["token"].as_str().unwrap().to_string();
+    let with_link = |method: Method, path: &str, token: &str, host: Option<&str>| {
+        let authorization = format!("ShareLink {token}");
+        let mut headers = vec![("authorization", authorization.as_str())];
+        if let Some(host) = host {
+            headers.push(("host", host));
+        }
+        gw.call(method, path, "", &headers)
+    };
+
+    let (status, body) = with_link(Method::GET, "/documents/acme-plan", &token, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], "acme-plan");
+    let (status, _) = with_link(Method::GET, "/documents/acme-roadmap", &token, None);
+    assert_eq!(status, 403, "only its own document");
+    let (status, _) = with_link(Method::PATCH, "/documents/acme-plan", &token, None);
+    assert_eq!(status, 403, "read only");
+    let (status, body) = with_link(
+        Method::GET,
+        "/documents/acme-plan",
+        &token,
+        Some("globex.gatehouse.test"),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("tenant_mismatch"))
+    );
+
+    let mut tampered = token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    for bad in [
+        tampered.as_str(),
+        "acme.no-such-link.secret",
+        "garbage",
+        "globex.x.y",
+    ] {
+        let (status, body) = with_link(Method::GET, "/documents/acme-plan", bad, None);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("invalid_token")),
+            "{bad}"
+        );
+    }
+
+    // A link past its expiry is refused before any policy runs (the policies check the
+    // expiry of the link's entity too).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let expired = runtime.block_on(async {
+        let pool = sqlx::PgPool::connect(&gw.app_url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)").execute(&mut *tx).await.unwrap();
+        let id: String = sqlx::query_scalar("SELECT id FROM share_links LIMIT 1").fetch_one(&mut *tx).await.unwrap();
+        let token = format!("acme.{id}.expired-secret");
+        use sha2::Digest;
+        sqlx::query("UPDATE share_links SET token_sha256 = $1, expires_at = now() - interval '1 second' WHERE id = $2")
+            .bind(format!("{:x}", sha2::Sha256::digest(token.as_bytes())))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        token
+    });
+    let (status, body) = with_link(Method::GET, "/documents/acme-plan", &expired, None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{body}"
+    );
+}
