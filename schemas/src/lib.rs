@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../sql/0003_audit_rls.sql"),
     ),
     (4, "documents", include_str!("../sql/0004_documents.sql")),
+    (
+        5,
+        "tenant keys",
+        include_str!("../sql/0005_tenant_keys.sql"),
+    ),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

@@ -11,5 +11,11 @@
 //! included (crypto-shredding), whatever the S3 server does.
 
 pub mod envelope;
+pub mod keys;
+pub mod local_s3;
+pub mod sealed;
+pub mod store;
 
 pub use envelope::{EnvelopeError, Header, MasterKey, Opener, Sealer, TenantKey};
+pub use keys::{KeyError, KeyRing};
+pub use store::{BlobStore, S3Settings, StoreError, object_key};
