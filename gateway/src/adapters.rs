@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use gatehouse_adapter_blobs::api::{ContentApi, SizeLimits};
+use gatehouse_adapter_blobs::{BlobStore, KeyRing, MasterKey, S3Settings};
 use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider};
 use gatehouse_adapter_pg::DocumentsApi;
 use gatehouse_audit::AuditWriter;
@@ -16,6 +19,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
 
+use crate::config::{BlobsConfig, resolve_secret};
 use crate::metrics;
 use crate::proxy::{Store, decision_record, new_decision_id};
 
@@ -58,6 +62,165 @@ impl AdapterService {
             address: address.to_string(),
             make_router: Box::new(make_router),
         })
+    }
+}
+
+impl AdapterService {
+    /// The blob adapter, and the local S3 store to run beside it when no endpoint is
+    /// configured (with a fresh access key per start: only this process talks to it).
+    ///
+    /// # Errors
+    /// An invalid database URL, context key, master key or S3 credential reference.
+    pub fn blobs(
+        config: &BlobsConfig,
+        app_url: &str,
+        signer: &ContextSigner,
+        context_lifetime: Duration,
+    ) -> anyhow::Result<(Self, Option<LocalS3>)> {
+        let master = master_key(config)?;
+        let (settings, local) = match &config.endpoint {
+            Some(endpoint) => {
+                let credential = |value: &Option<String>, what: &str| {
+                    value
+                        .as_deref()
+                        .map(resolve_secret)
+                        .transpose()?
+                        .with_context(|| {
+                            format!("adapters.blobs.{what} is needed with an endpoint")
+                        })
+                };
+                let settings = S3Settings {
+                    endpoint: endpoint.clone(),
+                    region: config.region.clone(),
+                    bucket: config.bucket.clone(),
+                    access_key: credential(&config.access_key, "access_key")?,
+                    secret_key: credential(&config.secret_key, "secret_key")?,
+                };
+                (settings, None)
+            }
+            None => {
+                let local = LocalS3 {
+                    root: config.local_dir.clone(),
+                    address: config.local_listen.clone(),
+                    access_key: format!("gatehouse-{:016x}", rand::random::<u64>()),
+                    secret_key: format!("{:032x}", rand::random::<u128>()),
+                };
+                let settings = S3Settings {
+                    endpoint: format!("http://{}", local.address),
+                    region: config.region.clone(),
+                    bucket: config.bucket.clone(),
+                    access_key: local.access_key.clone(),
+                    secret_key: local.secret_key.clone(),
+                };
+                (settings, Some(local))
+            }
+        };
+        let verifier = signer.verifier()?;
+        let app_url = app_url.to_string();
+        let limits = SizeLimits {
+            by_plan: config.max_upload_bytes.clone(),
+            default: config.default_max_upload_bytes,
+        };
+        let make_router = move || {
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(2))
+                .connect_lazy(&app_url)?;
+            let store = BlobStore::new(&settings);
+            tokio::spawn(ensure_bucket(store.clone()));
+            let keys = KeyRing::new(master.clone(), pool.clone());
+            let guard = ContextGuard::new(verifier.clone(), context_lifetime);
+            let api = ContentApi::new(pool, guard, keys, store, limits.clone());
+            Ok(gatehouse_adapter_blobs::api::router(Arc::new(api)))
+        };
+        let service = Self {
+            name: "blobs",
+            address: config.listen.clone(),
+            make_router: Box::new(make_router),
+        };
+        Ok((service, local))
+    }
+}
+
+/// Creates the bucket once the store answers (the local one starts beside the adapter).
+async fn ensure_bucket(store: BlobStore) {
+    for _ in 0..100 {
+        if store.ensure_bucket().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::error!(target: "gatehouse::adapter", adapter = "blobs", "the object store's bucket cannot be created");
+}
+
+/// The master key from configuration, or from its file, created (mode 600) with a random
+/// key on first start.
+fn master_key(config: &BlobsConfig) -> anyhow::Result<MasterKey> {
+    use base64::Engine as _;
+    let text = match &config.master_key {
+        Some(reference) => resolve_secret(reference)?,
+        None => read_or_create_key_file(&config.master_key_file)?,
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .context("the master key is not base64")?;
+    MasterKey::from_bytes(&bytes).context("the master key must be 32 bytes")
+}
+
+fn read_or_create_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text);
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let text = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the master key file {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    tracing::warn!(target: "gatehouse::adapter", path = %path.display(), "created a master key: losing it makes every stored content unreadable");
+    Ok(text)
+}
+
+/// The local S3 store (a folder served over the S3 protocol).
+pub struct LocalS3 {
+    root: std::path::PathBuf,
+    address: String,
+    access_key: String,
+    secret_key: String,
+}
+
+#[async_trait]
+impl BackgroundService for LocalS3 {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let listener = match tokio::net::TcpListener::bind(&self.address).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(target: "gatehouse::adapter", address = self.address, error = %e, "local S3 cannot listen");
+                return;
+            }
+        };
+        let stopped = async move {
+            let _ = shutdown.changed().await;
+        };
+        if let Err(e) = gatehouse_adapter_blobs::local_s3::serve(
+            &self.root,
+            listener,
+            &self.access_key,
+            &self.secret_key,
+            stopped,
+        )
+        .await
+        {
+            tracing::error!(target: "gatehouse::adapter", error = %e, "local S3 stopped");
+        }
     }
 }
 

@@ -66,6 +66,74 @@ pub struct AdaptersConfig {
     /// The PostgreSQL documents adapter (folders, documents, versions).
     #[serde(default)]
     pub documents: Option<AdapterConfig>,
+    /// The blob adapter (document contents, encrypted per tenant, in S3).
+    #[serde(default)]
+    pub blobs: Option<BlobsConfig>,
+}
+
+/// The blob adapter: where it listens, which S3, which master key, how large an upload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// The adapter's address (loopback: only the gateway calls it).
+    pub listen: String,
+    /// The S3 endpoint; absent: a local S3 store on `local_dir`, served by gatehouse.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The folder of the local S3 store.
+    #[serde(default = "default_local_dir")]
+    pub local_dir: PathBuf,
+    /// Where the local S3 store listens.
+    #[serde(default = "default_local_listen")]
+    pub local_listen: String,
+    /// The region to sign for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The bucket (every tenant under its own prefix).
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+    /// The access key id (`env:`/`file:` references work).
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// The secret key (`env:`/`file:`).
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// The master key: 32 bytes, base64 (`env:`/`file:`). Absent: `master_key_file`.
+    #[serde(default)]
+    pub master_key: Option<String>,
+    /// Read, or created with a random key on first start, when `master_key` is absent.
+    #[serde(default = "default_master_key_file")]
+    pub master_key_file: PathBuf,
+    /// The largest upload by plan, in bytes.
+    #[serde(default)]
+    pub max_upload_bytes: HashMap<String, u64>,
+    /// For a plan not listed.
+    #[serde(default = "default_max_upload")]
+    pub default_max_upload_bytes: u64,
+}
+
+fn default_local_dir() -> PathBuf {
+    PathBuf::from(".gatehouse/s3")
+}
+
+fn default_local_listen() -> String {
+    "127.0.0.1:8084".into()
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+fn default_bucket() -> String {
+    "gatehouse".into()
+}
+
+fn default_master_key_file() -> PathBuf {
+    PathBuf::from(".gatehouse/master.key")
+}
+
+fn default_max_upload() -> u64 {
+    10 * 1024 * 1024
 }
 
 /// Where an in-process adapter listens.
@@ -511,26 +579,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_routes_to_the_documents_adapter_are_the_adapters_own() {
+    fn the_default_routes_to_each_adapter_are_the_adapters_own() {
         let config = Config::parse(EMBEDDED_DEFAULTS, "defaults").unwrap();
-        let routed: Vec<(String, String, String, String)> = config
-            .routes
-            .iter()
-            .filter(|r| r.upstream == "documents")
-            .map(|r| {
-                (
-                    r.method.clone(),
-                    r.path.clone(),
-                    r.action.clone(),
-                    r.resource.clone(),
-                )
-            })
-            .collect();
-        let served: Vec<(String, String, String, String)> = gatehouse_adapter_pg::api::ROUTES
-            .iter()
-            .map(|(m, p, a, r)| (m.to_string(), p.to_string(), a.to_string(), r.to_string()))
-            .collect();
-        assert_eq!(routed, served);
+        let adapters = [
+            ("documents", gatehouse_adapter_pg::api::ROUTES),
+            ("blobs", gatehouse_adapter_blobs::api::ROUTES),
+        ];
+        for (upstream, routes) in adapters {
+            let routed: Vec<(String, String, String, String)> = config
+                .routes
+                .iter()
+                .filter(|r| r.upstream == upstream)
+                .map(|r| {
+                    (
+                        r.method.clone(),
+                        r.path.clone(),
+                        r.action.clone(),
+                        r.resource.clone(),
+                    )
+                })
+                .collect();
+            let served: Vec<(String, String, String, String)> = routes
+                .iter()
+                .map(|(m, p, a, r)| (m.to_string(), p.to_string(), a.to_string(), r.to_string()))
+                .collect();
+            assert_eq!(routed, served, "{upstream}");
+        }
     }
 
     #[test]

@@ -182,6 +182,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )?;
         server.add_service(background_service("documents adapter", documents));
     }
+    if let Some(blobs) = &config.adapters.blobs {
+        let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
+        let (adapter, local) =
+            AdapterService::blobs(blobs, &database.app_url, &gateway.signer, lifetime)?;
+        if let Some(local) = local {
+            server.add_service(background_service("local S3", local));
+        }
+        server.add_service(background_service("blobs adapter", adapter));
+    }
     if let Some(address) = &config.demo.echo_upstream {
         let echo = EchoUpstream {
             address: address.clone(),

@@ -827,3 +827,140 @@ fn a_share_link_reads_its_one_document_until_it_expires() {
         "{body}"
     );
 }
+
+#[test]
+fn contents_are_uploaded_encrypted_and_downloaded_through_the_gateway() {
+    let gw = Gateway::start_with_documents();
+    let editor = gw.token("acme-ed", "acme");
+    let viewer = gw.token("acme-vera", "acme");
+    let put = |path: &str, token: &str, content_type: &str, body: Vec<u8>| {
+        let response = gw
+            .client
+            .put(format!("{}{path}", gw.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    };
+    let fetch = |path: &str, token: &str| {
+        let response = gw
+            .client
+            .get(format!("{}{path}", gw.base))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, content_type, response.bytes().unwrap().to_vec())
+    };
+
+    // 12 MiB: more than one S3 part, streamed through the gateway both ways.
+    let marker = b"QUARTERLY-PLAN-MARKER ";
+    let content: Vec<u8> = marker.iter().copied().cycle().take(12 << 20).collect();
+    let (status, stored) = put(
+        "/documents/acme-plan/content",
+        &editor,
+        "text/plain; charset=utf-8",
+        content.clone(),
+    );
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(stored["version"], 2);
+    assert_eq!(stored["size_bytes"], 12 << 20);
+    let (status, content_type, body) = fetch("/documents/acme-plan/content", &viewer);
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("text/plain"));
+    assert!(body == content, "the same bytes back");
+
+    // At rest there is only ciphertext.
+    let s3 = gw.dir.path().join("s3");
+    let mut at_rest = 0;
+    let mut dirs = vec![s3.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !bytes.windows(marker.len()).any(|w| w == marker),
+                    "plaintext at rest in {}",
+                    path.display()
+                );
+                at_rest += bytes.len();
+            }
+        }
+    }
+    assert!(at_rest >= 12 << 20, "the object is there, sealed");
+
+    // A second upload is version 3; restoring version 2 brings the first content back.
+    let (status, _) = put(
+        "/documents/acme-plan/content",
+        &editor,
+        "text/markdown",
+        b"# new".to_vec(),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(fetch("/documents/acme-plan/content", &viewer).2, b"# new");
+    let (status, _) = gw.send(
+        Method::POST,
+        "/documents/acme-plan/restore",
+        &editor,
+        Some(json!({ "version": 2 })),
+    );
+    assert_eq!(status, 201);
+    assert!(fetch("/documents/acme-plan/content", &viewer).2 == content);
+
+    // Refusals: a viewer writing, an unsupported type, another tenant, a document without
+    // content, and the free plan's size limit (globex).
+    assert_eq!(
+        put(
+            "/documents/acme-plan/content",
+            &viewer,
+            "text/plain",
+            b"x".to_vec()
+        )
+        .0,
+        403
+    );
+    let (status, body) = put(
+        "/documents/acme-plan/content",
+        &editor,
+        "image/png",
+        b"x".to_vec(),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    let globex = gw.token("globex-eve", "globex");
+    assert_eq!(fetch("/documents/acme-plan/content", &globex).0, 403);
+    let (status, _, body) = fetch(
+        "/documents/acme-roadmap/content",
+        &gw.token("acme-ada", "acme"),
+    );
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = put(
+        "/documents/globex-secret/content",
+        &globex,
+        "text/plain",
+        vec![b'x'; 3000],
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_large"))
+    );
+    let (status, _) = put(
+        "/documents/globex-secret/content",
+        &globex,
+        "text/plain",
+        vec![b'x'; 1000],
+    );
+    assert_eq!(status, 201, "under the free plan's limit");
+}

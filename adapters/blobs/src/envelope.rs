@@ -37,6 +37,7 @@ pub enum EnvelopeError {
 
 /// The key that wraps every tenant key. From configuration (a file or an environment
 /// variable); never logged.
+#[derive(Clone)]
 pub struct MasterKey(Aes256Gcm);
 
 impl std::fmt::Debug for MasterKey {

@@ -10,6 +10,7 @@
 //! too. Destroying a tenant's key makes every object of that tenant unreadable, backups
 //! included (crypto-shredding), whatever the S3 server does.
 
+pub mod api;
 pub mod envelope;
 pub mod keys;
 pub mod local_s3;

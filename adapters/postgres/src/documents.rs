@@ -290,8 +290,8 @@ pub async fn restore(
     let next = current + 1;
     let restored: Version = sqlx::query_as(&format!(
         "INSERT INTO document_versions (tenant_id, document_id, version, created_by, note, restored_from, \
-           content_type, size_bytes, sha256, object_key) \
-         SELECT tenant_id, document_id, $3, $4, 'restored', version, content_type, size_bytes, sha256, object_key \
+           content_type, size_bytes, sha256, object_key, key_id) \
+         SELECT tenant_id, document_id, $3, $4, 'restored', version, content_type, size_bytes, sha256, object_key, key_id \
          FROM document_versions WHERE tenant_id = $1 AND document_id = $2 AND version = $5 \
          RETURNING {VERSION_COLUMNS}"
     ))

@@ -350,7 +350,7 @@ impl Gateway {
         assert!(context_pem.contains("PRIVATE KEY"));
 
         let upstream = Upstream::start();
-        let documents_port = free_port();
+        let documents_port = free_ports();
         let port = free_port();
         let metrics_port = free_port();
         let api_key_hash = {
@@ -420,7 +420,7 @@ upstream = "app"
                 .display(),
             upstream = upstream.port,
             document_routes = if documents {
-                adapter_routes(documents_port)
+                adapter_routes(documents_port, dir.path())
             } else {
                 APP_DOCUMENT_ROUTES.to_string()
             },
@@ -636,15 +636,54 @@ resource = "Document"
 upstream = "app"
 "#;
 
-/// The documents adapter in process on `port`, and its routes.
-fn adapter_routes(port: u16) -> String {
+/// The documents and blob adapters in process on `port` and `port + 1` (with a local S3
+/// store on `port + 2`, in `dir`), and their routes. Uploads: 2,000 bytes on the free
+/// plan, 50 MB on pro.
+fn adapter_routes(port: u16, dir: &Path) -> String {
+    let (blobs, s3) = (port + 1, port + 2);
+    let dir = dir.display();
     let mut out = format!(
-        "[adapters.documents]\nlisten = \"127.0.0.1:{port}\"\n\n[[upstream]]\nname = \"documents\"\naddress = \"127.0.0.1:{port}\"\n"
+        r#"
+[adapters.documents]
+listen = "127.0.0.1:{port}"
+
+[adapters.blobs]
+listen = "127.0.0.1:{blobs}"
+local_dir = "{dir}/s3"
+local_listen = "127.0.0.1:{s3}"
+master_key_file = "{dir}/master.key"
+max_upload_bytes = {{ free = 2000, pro = 50000000 }}
+
+[[upstream]]
+name = "documents"
+address = "127.0.0.1:{port}"
+
+[[upstream]]
+name = "blobs"
+address = "127.0.0.1:{blobs}"
+"#
     );
-    for (method, path, action, resource) in gatehouse_adapter_pg::api::ROUTES {
-        out.push_str(&format!(
-            "\n[[route]]\nmethod = \"{method}\"\npath = \"{path}\"\naction = \"{action}\"\nresource = \"{resource}\"\nupstream = \"documents\"\n"
-        ));
+    let adapters = [
+        ("documents", gatehouse_adapter_pg::api::ROUTES),
+        ("blobs", gatehouse_adapter_blobs::api::ROUTES),
+    ];
+    for (upstream, routes) in adapters {
+        for (method, path, action, resource) in routes {
+            out.push_str(&format!(
+                "\n[[route]]\nmethod = \"{method}\"\npath = \"{path}\"\naction = \"{action}\"\nresource = \"{resource}\"\nupstream = \"{upstream}\"\n"
+            ));
+        }
     }
     out
+}
+
+/// Three consecutive free ports (for the adapters and the local S3 store).
+fn free_ports() -> u16 {
+    loop {
+        let first = free_port();
+        let free = (1..3).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok());
+        if first < u16::MAX - 3 && free {
+            return first;
+        }
+    }
 }
