@@ -26,17 +26,42 @@ fn create_document(gw: &Gateway, token: &str, name: &str) -> Value {
     body
 }
 
-/// Entity changes reach the gateway's cache through NOTIFY: wait until the gateway
-/// decides on a new document.
-fn readable(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
+/// Entity changes reach the gateway's cache through NOTIFY, so a decision on something
+/// just created, shared or moved may lag a moment: asks again (for at most 10 s) until
+/// `done` holds for the status.
+fn eventually(ask: impl Fn() -> (u16, Value), done: impl Fn(u16) -> bool) -> (u16, Value) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = gw.get(path, token);
-        if status == 200 || std::time::Instant::now() > deadline {
-            return (status, body);
+        let answer = ask();
+        if done(answer.0) || std::time::Instant::now() > deadline {
+            return answer;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `path` as soon as the gateway allows it.
+fn readable(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
+    eventually(|| gw.get(path, token), |status| status == 200)
+}
+
+/// A write, retried while it is denied.
+fn readable_send(
+    gw: &Gateway,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    eventually(
+        || gw.send(method.clone(), path, token, Some(body.clone())),
+        |status| status != 403,
+    )
+}
+
+/// The status of `path` once it is `want`.
+fn until_status(gw: &Gateway, path: &str, token: &str, want: u16) -> u16 {
+    eventually(|| gw.get(path, token), |status| status == want).0
 }
 
 #[test]
@@ -159,25 +184,6 @@ fn documents_folders_and_versions_through_the_gateway() {
     assert_eq!(status, 204);
     let (status, gone) = gw.get(&format!("/documents/{id}"), &admin);
     assert_ne!(status, 200, "deleted: {gone}");
-}
-
-/// A write to something the gateway has just learned about may race its cache
-/// invalidation: retry while the answer is a deny.
-fn readable_send(
-    gw: &Gateway,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Value,
-) -> (u16, Value) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, answer) = gw.send(method.clone(), path, token, Some(body.clone()));
-        if status != 403 || std::time::Instant::now() > deadline {
-            return (status, answer);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -306,80 +312,79 @@ fn the_adapter_admits_only_fresh_contexts_signed_by_the_gateway_for_the_very_cal
         let status = response.status().as_u16();
         (status, response.json::<Value>().unwrap_or(Value::Null))
     };
-    let read_plan = context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-1");
+    let plan = r#"Document::"acme-plan""#;
+    let read_plan = context("acme", "document:read", plan, "ctx-1");
     let now = SystemTime::now();
-
-    let (status, body) = get("/documents/acme-plan", None);
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("context_missing"))
-    );
-    let forged = forger.sign(&read_plan, now).unwrap();
-    let (status, body) = get("/documents/acme-plan", Some(&forged));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("context_invalid"))
-    );
-    let expired = signer
-        .sign(&read_plan, now - Duration::from_secs(120))
-        .unwrap();
-    let (status, body) = get("/documents/acme-plan", Some(&expired));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("context_invalid"))
-    );
+    let signed = |tenant: &str, id: &str| {
+        signer
+            .sign(&context(tenant, "document:read", plan, id), now)
+            .unwrap()
+    };
+    let code =
+        |(status, body): (u16, Value)| (status, body["error"]["code"].as_str().map(str::to_string));
+    let refused = |status: u16, code: &str| (status, Some(code.to_string()));
 
     let genuine = signer.sign(&read_plan, now).unwrap();
     let (status, body) = get("/documents/acme-plan", Some(&genuine));
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get("/documents/acme-plan", Some(&genuine));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("context_replayed"))
-    );
-
-    // A context for one document does not open another, nor another action.
-    let other = signer
-        .sign(
-            &context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-2"),
-            now,
-        )
-        .unwrap();
-    let (status, body) = get("/documents/acme-roadmap", Some(&other));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("context_mismatch"))
-    );
-    let versions = signer
-        .sign(
-            &context("acme", "document:read", r#"Document::"acme-plan""#, "ctx-3"),
-            now,
-        )
-        .unwrap();
-    let (status, body) = get("/documents/acme-plan/versions", Some(&versions));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (403, Some("context_mismatch"))
-    );
-
-    // A context of another tenant naming acme's document: its queries see only globex.
-    let foreign = signer
-        .sign(
-            &context(
-                "globex",
-                "document:read",
-                r#"Document::"acme-plan""#,
-                "ctx-4",
+    let cases = [
+        (
+            "no context",
+            "/documents/acme-plan",
+            None,
+            refused(401, "context_missing"),
+        ),
+        (
+            "forged",
+            "/documents/acme-plan",
+            Some(forger.sign(&read_plan, now).unwrap()),
+            refused(401, "context_invalid"),
+        ),
+        (
+            "expired",
+            "/documents/acme-plan",
+            Some(
+                signer
+                    .sign(&read_plan, now - Duration::from_secs(120))
+                    .unwrap(),
             ),
-            now,
-        )
-        .unwrap();
-    let (status, body) = get("/documents/acme-plan", Some(&foreign));
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (404, Some("not_found"))
-    );
-    assert!(!body.to_string().contains("acme-ed"));
+            refused(401, "context_invalid"),
+        ),
+        (
+            "replayed",
+            "/documents/acme-plan",
+            Some(genuine),
+            refused(401, "context_replayed"),
+        ),
+        // A context for one document opens no other, and no other action.
+        (
+            "another document",
+            "/documents/acme-roadmap",
+            Some(signed("acme", "ctx-2")),
+            refused(403, "context_mismatch"),
+        ),
+        (
+            "another action",
+            "/documents/acme-plan/versions",
+            Some(signed("acme", "ctx-3")),
+            refused(403, "context_mismatch"),
+        ),
+        // Another tenant's context naming acme's document: its queries see only globex.
+        (
+            "another tenant",
+            "/documents/acme-plan",
+            Some(signed("globex", "ctx-4")),
+            refused(404, "not_found"),
+        ),
+    ];
+    for (what, path, token, expected) in cases {
+        let answer = get(path, token.as_deref());
+        assert!(
+            !answer.1.to_string().contains("acme-ed"),
+            "{what}: nothing of acme"
+        );
+        assert_eq!(code(answer), expected, "{what}");
+    }
 }
 
 #[test]
@@ -445,19 +450,6 @@ fn row_level_security_holds_for_the_application_role_itself() {
         let index_condition = plan.lines().find(|l| l.contains("Index Cond")).unwrap_or_default();
         assert!(plan.contains("documents_path") && index_condition.contains("~>=~"), "{plan}");
     });
-}
-
-/// Waits (at most 10 s) until `path` answers `want` for `token`: entity changes reach the
-/// gateway's cache through NOTIFY.
-fn until_status(gw: &Gateway, path: &str, token: &str, want: u16) -> u16 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _) = gw.get(path, token);
-        if status == want || std::time::Instant::now() > deadline {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
