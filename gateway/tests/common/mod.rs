@@ -448,8 +448,12 @@ upstream = "app"
             dir,
             keys,
             verifier,
+            // A fresh connection per request: once in a loaded CI run a request on a pooled
+            // keep-alive connection met a closed connection (hyper IncompleteMessage); the
+            // tests are about decisions, and keep-alive is exercised by bench/gateway/run.sh.
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
             stderr_path,
