@@ -948,11 +948,11 @@ fn contents_are_uploaded_encrypted_and_downloaded_through_the_gateway() {
         (status, body["error"]["code"].as_str()),
         (413, Some("too_large"))
     );
-    let (status, _) = put(
+    let (status, body) = put(
         "/documents/globex-secret/content",
         &globex,
         "text/plain",
         vec![b'x'; 1000],
     );
-    assert_eq!(status, 201, "under the free plan's limit");
+    assert_eq!(status, 201, "under the free plan's limit: {body}");
 }

@@ -459,6 +459,12 @@ upstream = "app"
             stderr_path,
         };
         gateway.wait_ready();
+        if documents {
+            // The adapters are background services: they may listen a moment after the proxy.
+            for port in [documents_port, documents_port + 1] {
+                wait_listening(port);
+            }
+        }
         gateway
     }
 
@@ -679,6 +685,14 @@ address = "127.0.0.1:{blobs}"
         }
     }
     out
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Three consecutive free ports (for the adapters and the local S3 store).
