@@ -8,10 +8,13 @@
 //!   (`hash = sha256(prev_hash || canonical record)`), so [`AuditStore::verify`] finds any
 //!   record that was changed, removed or inserted afterwards. Queries by tenant,
 //!   principal, action, resource, decision, policy and time.
+//! - [`checkpoint`]: the head of each chain, signed with a key the database never sees and
+//!   kept outside it, so that even a superuser's rewrite of the table is detected.
 //! - [`AuditWriter`]: batches records to the store from a background task; while
 //!   PostgreSQL is unreachable, batches go to a local spool file and are replayed, in
 //!   order and exactly once, when it is back.
 
+pub mod checkpoint;
 mod record;
 mod store;
 mod writer;
@@ -19,3 +22,10 @@ mod writer;
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
 pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig, drain_spool, spool};
+
+/// Now, in UTC microseconds since 1970.
+pub(crate) fn checkpoint_time() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

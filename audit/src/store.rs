@@ -289,6 +289,65 @@ impl AuditStore {
         Ok(gatehouse_schemas::tenant_tx(&self.pool, tenant).await?)
     }
 
+    /// The head of `tenant`'s chain: its last sequence number and hash.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub async fn head(&self, tenant: &TenantId) -> Result<Option<(i64, Vec<u8>)>, AuditError> {
+        let head = sqlx::query_as(
+            "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(tenant.as_str())
+        .fetch_optional(&mut *self.tenant_tx(tenant).await?)
+        .await?;
+        Ok(head)
+    }
+
+    /// Checks `tenant`'s records against its signed checkpoints: each must be signed by
+    /// `key`, and the record at its sequence number must still have its hash. Returns the
+    /// first mismatch, as `(seq, what)`.
+    ///
+    /// # Errors
+    /// [`AuditError::Database`].
+    pub async fn verify_checkpoints(
+        &self,
+        tenant: &TenantId,
+        checkpoints: &[crate::checkpoint::Checkpoint],
+        key: &ed25519_dalek::VerifyingKey,
+    ) -> Result<Option<(i64, String)>, AuditError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        for checkpoint in checkpoints.iter().filter(|c| &c.tenant == tenant) {
+            if !checkpoint.is_signed_by(key) {
+                return Ok(Some((
+                    checkpoint.seq,
+                    "a checkpoint's signature does not verify".into(),
+                )));
+            }
+            let hash: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM audit_log WHERE tenant_id = $1 AND seq = $2")
+                    .bind(tenant.as_str())
+                    .bind(checkpoint.seq)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match hash {
+                None => {
+                    return Ok(Some((
+                        checkpoint.seq,
+                        "a checkpointed record is missing".into(),
+                    )));
+                }
+                Some(hash) if crate::checkpoint::hex(&hash) != checkpoint.hash => {
+                    return Ok(Some((
+                        checkpoint.seq,
+                        "the chain differs from its signed checkpoint: rewritten".into(),
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
     /// The tenants of the tenant directory (whose chains `verify` can walk one by one:
     /// row-level security hides every other tenant's records).
     ///

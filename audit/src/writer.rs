@@ -6,13 +6,17 @@
 //! PostgreSQL and removes it. While PostgreSQL is unreachable the spool grows; it is
 //! written, in order and exactly once (stored ids are skipped), when PostgreSQL is back.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use gatehouse_core::TenantId;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::checkpoint::CheckpointSigner;
 use crate::record::AuditRecord;
 use crate::store::{AuditError, AuditStore};
 
@@ -26,6 +30,10 @@ pub struct WriterConfig {
     pub flush_every: Duration,
     /// The write-ahead spool (JSON lines).
     pub spool: PathBuf,
+    /// Signs the chains' heads after writes, at most once per `checkpoint_every` per tenant.
+    pub checkpoints: Option<Arc<CheckpointSigner>>,
+    /// How often a tenant's head is checkpointed (while it has new records).
+    pub checkpoint_every: Duration,
 }
 
 /// The handle requests use: sending never blocks and never fails while the queue exists.
@@ -75,6 +83,7 @@ pub struct AuditWorker {
     queue: AuditQueue,
     store: AuditStore,
     config: WriterConfig,
+    checkpointed: Mutex<HashMap<TenantId, Instant>>,
 }
 
 impl AuditWorker {
@@ -84,6 +93,7 @@ impl AuditWorker {
             queue,
             store,
             config,
+            checkpointed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -119,10 +129,48 @@ impl AuditWorker {
             // The spool holds exactly this batch: write it from memory, not re-read.
             write_spooled(&self.store, &self.config.spool, &batch).await
         };
+        if written.is_ok() {
+            self.checkpoint(&batch).await;
+        }
         if let Err(e) = written
             && !batch.is_empty()
         {
             tracing::warn!(target: "gatehouse::audit", error = %e, records = batch.len(), "audit store unavailable; records kept in the spool");
+        }
+    }
+}
+
+impl AuditWorker {
+    /// Signs the heads of the tenants in `batch` that have not been checkpointed for
+    /// `checkpoint_every`.
+    async fn checkpoint(&self, batch: &[AuditRecord]) {
+        let Some(signer) = &self.config.checkpoints else {
+            return;
+        };
+        let due: Vec<TenantId> = {
+            let Ok(mut last) = self.checkpointed.lock() else {
+                return;
+            };
+            let mut due: Vec<TenantId> = Vec::new();
+            for record in batch {
+                let fresh = last
+                    .get(&record.tenant)
+                    .is_some_and(|at| at.elapsed() < self.config.checkpoint_every);
+                if !fresh && !due.contains(&record.tenant) {
+                    last.insert(record.tenant.clone(), Instant::now());
+                    due.push(record.tenant.clone());
+                }
+            }
+            due
+        };
+        let mut checkpoints = Vec::new();
+        for tenant in &due {
+            if let Ok(Some((seq, hash))) = self.store.head(tenant).await {
+                checkpoints.push(signer.sign(tenant, seq, &hash, crate::checkpoint_time()));
+            }
+        }
+        if let Err(e) = signer.append(&checkpoints) {
+            tracing::error!(target: "gatehouse::audit", error = %e, "audit checkpoints could not be written");
         }
     }
 }

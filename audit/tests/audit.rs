@@ -224,6 +224,8 @@ async fn records_survive_a_database_outage_through_the_spool() {
         batch_max: 10,
         flush_every: Duration::from_millis(20),
         spool: spool.clone(),
+        checkpoints: None,
+        checkpoint_every: Duration::from_secs(10),
     };
     let (writer, queue) = AuditWriter::channel();
     let worker = AuditWorker::new(queue, AuditStore::new(db.app.clone()), config);
@@ -298,4 +300,90 @@ async fn wait_for(pool: &sqlx::PgPool, n: i64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the audit log never reached {n} records");
+}
+
+/// Rewrites acme's record `seq` as a deny and recomputes every hash after it, as a
+/// database superuser could: the chain alone then looks intact.
+const REWRITE_AND_RECHAIN: &str = "SET session_replication_role = replica; \
+    DO $$ DECLARE r record; prev bytea; BEGIN \
+      UPDATE audit_log SET decision = 'deny', canonical = replace(canonical, '\"allow\"', '\"deny\"') WHERE tenant_id = 'acme' AND seq = 3; \
+      SELECT hash INTO prev FROM audit_log WHERE tenant_id = 'acme' AND seq = 2; \
+      FOR r IN SELECT seq, canonical FROM audit_log WHERE tenant_id = 'acme' AND seq >= 3 ORDER BY seq LOOP \
+        UPDATE audit_log SET prev_hash = prev, hash = sha256(prev || convert_to(r.canonical, 'UTF8')) WHERE tenant_id = 'acme' AND seq = r.seq; \
+        SELECT hash INTO prev FROM audit_log WHERE tenant_id = 'acme' AND seq = r.seq; \
+      END LOOP; END $$";
+
+#[tokio::test]
+async fn signed_checkpoints_expose_a_superusers_rewrite_and_truncation() {
+    use gatehouse_audit::checkpoint::{CheckpointSigner, read_checkpoints};
+
+    let db = db().await;
+    let store = AuditStore::new(db.app.clone());
+    let records: Vec<AuditRecord> = (1..=6).map(|n| record("acme", n, "allow")).collect();
+    store.append(&records).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checkpoints.jsonl");
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let public = key.verifying_key();
+    let signer = CheckpointSigner::new(key, file.clone());
+    let (seq, hash) = store.head(&acme()).await.unwrap().unwrap();
+    assert_eq!(seq, 6);
+    signer
+        .append(&[signer.sign(&acme(), seq, &hash, 1)])
+        .unwrap();
+    let checkpoints = read_checkpoints(&file).unwrap();
+    assert_eq!(
+        store
+            .verify_checkpoints(&acme(), &checkpoints, &public)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A forged checkpoint (another key) is refused.
+    let forger = CheckpointSigner::new(
+        ed25519_dalek::SigningKey::from_bytes(&[6; 32]),
+        file.clone(),
+    );
+    let forged = vec![forger.sign(&acme(), seq, &hash, 2)];
+    assert!(
+        store
+            .verify_checkpoints(&acme(), &forged, &public)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Rewritten with every hash recomputed: the chain verifies, the checkpoint does not.
+    db.cluster
+        .execute("gatehouse", REWRITE_AND_RECHAIN)
+        .unwrap();
+    assert_eq!(
+        store.verify(&acme()).await.unwrap().broken,
+        None,
+        "the chain alone is fooled"
+    );
+    let found = store
+        .verify_checkpoints(&acme(), &checkpoints, &public)
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref().map(|f| f.0), Some(6), "{found:?}");
+
+    // The newest records removed: the chain's prefix verifies, the checkpoint misses them.
+    db.cluster
+        .execute(
+            "gatehouse",
+            "SET session_replication_role = replica; DELETE FROM audit_log WHERE seq >= 5",
+        )
+        .unwrap();
+    assert_eq!(store.verify(&acme()).await.unwrap().broken, None);
+    let found = store
+        .verify_checkpoints(&acme(), &checkpoints, &public)
+        .await
+        .unwrap();
+    assert_eq!(
+        found.map(|f| f.1),
+        Some("a checkpointed record is missing".to_string())
+    );
 }

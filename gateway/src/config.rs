@@ -217,6 +217,41 @@ pub struct AuditConfig {
     /// A batch is written at least this often, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints of the chains' heads; kept
+    /// away from the database. Absent: `audit-checkpoint.pem` beside the spool, created on
+    /// first start (its public key in `audit-checkpoint.pem.pub`).
+    #[serde(default)]
+    pub checkpoint_key_file: Option<PathBuf>,
+    /// Where checkpoints are appended (JSON lines). Absent: `audit-checkpoints.jsonl`
+    /// beside the spool. Keep a copy somewhere the database's administrators cannot write.
+    #[serde(default)]
+    pub checkpoint_file: Option<PathBuf>,
+    /// How often each tenant's head is checkpointed while it has new records.
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl AuditConfig {
+    /// The checkpoint key file and checkpoint file, defaulting to the spool's folder.
+    pub fn checkpoint_paths(&self) -> (PathBuf, PathBuf) {
+        let beside = |name: &str| {
+            self.spool
+                .parent()
+                .map_or_else(|| PathBuf::from(name), |dir| dir.join(name))
+        };
+        (
+            self.checkpoint_key_file
+                .clone()
+                .unwrap_or_else(|| beside("audit-checkpoint.pem")),
+            self.checkpoint_file
+                .clone()
+                .unwrap_or_else(|| beside("audit-checkpoints.jsonl")),
+        )
+    }
+}
+
+fn default_checkpoint_seconds() -> u64 {
+    10
 }
 
 impl Default for AuditConfig {
@@ -225,6 +260,9 @@ impl Default for AuditConfig {
             spool: default_spool(),
             batch_max: default_batch_max(),
             flush_interval_ms: default_flush_ms(),
+            checkpoint_key_file: None,
+            checkpoint_file: None,
+            checkpoint_interval_seconds: default_checkpoint_seconds(),
         }
     }
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use std::sync::Arc;
+
+use gatehouse_audit::checkpoint::CheckpointSigner;
 use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig};
 use gatehouse_pgcluster::PgCluster;
 use gatehouse_schemas::migrate;
@@ -107,16 +110,26 @@ pub struct AuditService {
     queue: AuditQueue,
     app_url: String,
     config: AuditConfig,
+    checkpoints: Option<Arc<CheckpointSigner>>,
 }
 
 impl AuditService {
-    /// The service for `queue`, writing to the database at `app_url`.
-    pub fn new(queue: AuditQueue, app_url: String, config: AuditConfig) -> Self {
-        Self {
+    /// The service for `queue`, writing to the database at `app_url` and signing
+    /// checkpoints with the configured key (created on first start).
+    ///
+    /// # Errors
+    /// When the checkpoint key cannot be read or created.
+    pub fn new(queue: AuditQueue, app_url: String, config: AuditConfig) -> anyhow::Result<Self> {
+        let (key_file, file) = config.checkpoint_paths();
+        let signer = CheckpointSigner::load_or_create(&key_file, file)
+            .with_context(|| format!("the audit checkpoint key {}", key_file.display()))?;
+        tracing::info!(target: "gatehouse::audit", public_key = signer.public_key_pem(), "signing audit checkpoints");
+        Ok(Self {
             queue,
             app_url,
             config,
-        }
+            checkpoints: Some(Arc::new(signer)),
+        })
     }
 }
 
@@ -133,6 +146,8 @@ impl BackgroundService for AuditService {
                     batch_max: self.config.batch_max,
                     flush_every: Duration::from_millis(self.config.flush_interval_ms),
                     spool: self.config.spool.clone(),
+                    checkpoints: self.checkpoints.clone(),
+                    checkpoint_every: Duration::from_secs(self.config.checkpoint_interval_seconds),
                 };
                 AuditWorker::new(queue, AuditStore::new(pool), config)
                     .run(shutdown)

@@ -149,7 +149,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         queue.clone(),
         database.app_url.clone(),
         config.audit.clone(),
-    );
+    )?;
     server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
         let reloader = BundleReloader {

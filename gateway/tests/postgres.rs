@@ -50,6 +50,33 @@ fn every_decision_is_audited_once_in_a_valid_chain() {
 
     let report = gw.verify("acme");
     assert_eq!((report.records, report.broken), (4, None));
+
+    // The gateway signed a checkpoint of acme's chain beside its spool, and it matches.
+    let file = gw.dir.path().join("audit-checkpoints.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let checkpoints = loop {
+        let found = gatehouse_audit::checkpoint::read_checkpoints(&file).unwrap();
+        if found.iter().any(|c| c.tenant.as_str() == "acme") || std::time::Instant::now() > deadline
+        {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let public = std::fs::read_to_string(gw.dir.path().join("audit-checkpoint.pem.pub")).unwrap();
+    let key = gatehouse_audit::checkpoint::verifying_key(&public).unwrap();
+    assert!(
+        checkpoints
+            .iter()
+            .any(|c| c.tenant.as_str() == "acme" && c.is_signed_by(&key))
+    );
+    let acme = gatehouse_core::TenantId::parse("acme").unwrap();
+    let mismatch = gw.with_store(|store| async move {
+        store
+            .verify_checkpoints(&acme, &checkpoints, &key)
+            .await
+            .unwrap()
+    });
+    assert_eq!(mismatch, None);
 }
 
 #[test]

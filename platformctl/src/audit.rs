@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::Subcommand;
+use gatehouse_audit::checkpoint::{Checkpoint, VerifyingKey, read_checkpoints, verifying_key};
 use gatehouse_audit::{AuditQuery, AuditStore, StoredRecord};
 use gatehouse_core::TenantId;
 use serde_json::json;
@@ -54,13 +55,20 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the hash chain of one tenant or of all.
+    /// Check the hash chain of one tenant or of all (and its signed checkpoints).
     Verify {
         #[command(flatten)]
         database: Database,
         /// Only this tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Also check the chains against these signed checkpoints (JSON lines written by
+        /// gatehouse): catches a rewrite even with every hash recomputed.
+        #[arg(long, requires = "checkpoint_key")]
+        checkpoints: Option<std::path::PathBuf>,
+        /// The checkpoints' public key (PEM; gatehouse writes it as `<key file>.pub`).
+        #[arg(long, requires = "checkpoints")]
+        checkpoint_key: Option<std::path::PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -129,18 +137,44 @@ pub fn run(command: AuditCommand) -> u8 {
             AuditCommand::Verify {
                 database,
                 tenant,
+                checkpoints,
+                checkpoint_key,
                 json,
             } => {
+                let anchors = match (checkpoints, checkpoint_key) {
+                    (Some(file), Some(key)) => match load_checkpoints(&file, &key) {
+                        Ok(anchors) => Some(anchors),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return exit::USAGE;
+                        }
+                    },
+                    _ => None,
+                };
                 let Some(store) = connect(&database).await else {
                     return exit::DATABASE;
                 };
-                verify(&store, tenant, json).await
+                verify(&store, tenant, anchors.as_ref(), json).await
             }
         }
     })
 }
 
-async fn verify(store: &AuditStore, tenant: Option<String>, as_json: bool) -> u8 {
+/// Signed checkpoints and the key to check their signatures with.
+type Anchors = (Vec<Checkpoint>, VerifyingKey);
+
+fn load_checkpoints(file: &std::path::Path, key: &std::path::Path) -> Result<Anchors, String> {
+    let pem = std::fs::read_to_string(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let key = verifying_key(&pem).map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok((read_checkpoints(file)?, key))
+}
+
+async fn verify(
+    store: &AuditStore,
+    tenant: Option<String>,
+    anchors: Option<&Anchors>,
+    as_json: bool,
+) -> u8 {
     let tenants = match tenant {
         Some(t) => match TenantId::parse(&t) {
             Ok(t) => vec![t],
@@ -156,10 +190,16 @@ async fn verify(store: &AuditStore, tenant: Option<String>, as_json: bool) -> u8
     };
     let mut broken = false;
     for tenant in tenants {
-        let report = match store.verify(&tenant).await {
+        let mut report = match store.verify(&tenant).await {
             Ok(r) => r,
             Err(e) => return database_error(&e),
         };
+        if let (None, Some((checkpoints, key))) = (&report.broken, anchors) {
+            match store.verify_checkpoints(&tenant, checkpoints, key).await {
+                Ok(found) => report.broken = found,
+                Err(e) => return database_error(&e),
+            }
+        }
         broken |= report.broken.is_some();
         if as_json {
             let (seq, reason) = report.broken.clone().unzip();
@@ -169,6 +209,10 @@ async fn verify(store: &AuditStore, tenant: Option<String>, as_json: bool) -> u8
             );
         } else {
             match &report.broken {
+                None if anchors.is_some() => println!(
+                    "{tenant}: {} records, chain intact and matching its signed checkpoints",
+                    report.records
+                ),
                 None => println!("{tenant}: {} records, chain intact", report.records),
                 Some((seq, why)) => println!("{tenant}: BROKEN at seq {seq}: {why}"),
             }

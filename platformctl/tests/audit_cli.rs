@@ -102,3 +102,73 @@ fn query_filters_and_verify_detects_tampering() {
         Some(4)
     );
 }
+
+#[test]
+fn verify_with_signed_checkpoints_catches_what_the_chain_alone_cannot() {
+    use gatehouse_audit::checkpoint::CheckpointSigner;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+    let urls = cluster.provision("gatehouse").unwrap();
+    let key_file = dir.path().join("audit-checkpoint.pem");
+    let checkpoints = dir.path().join("audit-checkpoints.jsonl");
+    let signer = CheckpointSigner::load_or_create(&key_file, checkpoints.clone()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let owner = sqlx::PgPool::connect(&urls.owner_url).await.unwrap();
+        migrate(&owner).await.unwrap();
+        let app = sqlx::PgPool::connect(&urls.app_url).await.unwrap();
+        let store = AuditStore::new(app);
+        let records = [record(1, "allow"), record(2, "deny"), record(3, "allow")];
+        store.append(&records).await.unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        let (seq, hash) = store.head(&acme).await.unwrap().unwrap();
+        signer.append(&[signer.sign(&acme, seq, &hash, 1)]).unwrap();
+    });
+    let url = urls.app_url.as_str();
+    let public = format!("{}.pub", key_file.display());
+    let checkpoints = checkpoints.display().to_string();
+    let verify = |key: &str| {
+        platformctl(&[
+            "audit",
+            "verify",
+            "--database-url",
+            url,
+            "--tenant",
+            "acme",
+            "--checkpoints",
+            &checkpoints,
+            "--checkpoint-key",
+            key,
+        ])
+    };
+
+    let out = verify(&public);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("matching its signed checkpoints"));
+
+    // The newest record removed by a superuser: the rest of the chain is intact...
+    cluster
+        .execute(
+            "gatehouse",
+            "SET session_replication_role = replica; DELETE FROM audit_log WHERE seq = 3",
+        )
+        .unwrap();
+    let chain_only = platformctl(&["audit", "verify", "--database-url", url, "--tenant", "acme"]);
+    assert_eq!(chain_only.status.code(), Some(0));
+    // ...but not what was signed.
+    let out = verify(&public);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme: BROKEN at seq 3"));
+
+    // A key that is not a public key is a usage error.
+    assert_eq!(verify(&checkpoints).status.code(), Some(2));
+}

@@ -604,7 +604,7 @@ upstream = "app"
         })
     }
 
-    fn with_store<F, Fut, T>(&self, f: F) -> T
+    pub fn with_store<F, Fut, T>(&self, f: F) -> T
     where
         F: FnOnce(AuditStore) -> Fut,
         Fut: std::future::Future<Output = T>,
