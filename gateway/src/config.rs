@@ -617,6 +617,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_openapi_file_describes_exactly_the_adapters_routes() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/openapi/data-plane.json")).unwrap();
+        let mut described: Vec<(String, String, String, String)> = Vec::new();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let action = op["x-cedar-action"].as_str().unwrap();
+                let action = action
+                    .trim_start_matches("Action::\"")
+                    .trim_end_matches('"');
+                let resource = op["x-cedar-resource"].as_str().unwrap();
+                described.push((
+                    method.to_uppercase(),
+                    path.clone(),
+                    action.into(),
+                    resource.into(),
+                ));
+            }
+        }
+        let mut served: Vec<(String, String, String, String)> = gatehouse_adapter_pg::api::ROUTES
+            .iter()
+            .chain(gatehouse_adapter_blobs::api::ROUTES)
+            .map(|(m, p, a, r)| (m.to_string(), p.to_string(), a.to_string(), r.to_string()))
+            .collect();
+        described.sort();
+        served.sort();
+        assert_eq!(described, served);
+        // Every reference resolves.
+        let text = doc.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
     fn the_default_routes_to_each_adapter_are_the_adapters_own() {
         let config = Config::parse(EMBEDDED_DEFAULTS, "defaults").unwrap();
         let adapters = [
