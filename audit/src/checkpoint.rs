@@ -13,6 +13,7 @@ pub use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _};
 use gatehouse_core::TenantId;
+use gatehouse_core::secret_file::create_secret_file;
 use serde::{Deserialize, Serialize};
 
 /// One tenant's chain head, signed.
@@ -81,23 +82,14 @@ impl CheckpointSigner {
     /// The I/O error, or a key file that is not an Ed25519 private key.
     pub fn load_or_create(key_file: &Path, file: PathBuf) -> std::io::Result<Self> {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
-        use std::os::unix::fs::OpenOptionsExt as _;
         if let Ok(pem) = std::fs::read_to_string(key_file) {
             return Self::from_pem(&pem, file).map_err(std::io::Error::other);
-        }
-        if let Some(parent) = key_file.parent() {
-            std::fs::create_dir_all(parent)?;
         }
         let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
         let pem = key
             .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
             .map_err(std::io::Error::other)?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(key_file)?
-            .write_all(pem.as_bytes())?;
+        create_secret_file(key_file, pem.as_bytes())?;
         let signer = Self::new(key, file);
         let mut public = key_file.as_os_str().to_owned();
         public.push(".pub");

@@ -7,6 +7,7 @@
 //! its signature and cannot be called without one.
 
 pub mod forwarded;
+pub mod secret_file;
 mod tenant;
 pub mod time;
 

@@ -14,14 +14,14 @@ use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider};
 use gatehouse_adapter_pg::DocumentsApi;
 use gatehouse_audit::AuditWriter;
 use gatehouse_core::forwarded::ContextSigner;
-use gatehouse_pdp::{AccessRequest, DecisionError, Pdp};
+use gatehouse_core::secret_file::create_secret_file;
+use gatehouse_pdp::{AccessRequest, Pdp};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::config::{BlobsConfig, resolve_secret};
-use crate::metrics;
-use crate::proxy::{Store, decision_record, new_decision_id};
+use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
 
 /// Builds an adapter's router; called once its runtime runs (database pools need one).
 type MakeRouter = Box<dyn Fn() -> anyhow::Result<axum::Router> + Send + Sync>;
@@ -169,22 +169,12 @@ fn master_key(config: &BlobsConfig) -> anyhow::Result<MasterKey> {
 
 fn read_or_create_key_file(path: &std::path::Path) -> anyhow::Result<String> {
     use base64::Engine as _;
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     if let Ok(text) = std::fs::read_to_string(path) {
         return Ok(text);
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
     let text = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    create_secret_file(path, text.as_bytes())
         .with_context(|| format!("creating the master key file {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
     tracing::warn!(target: "gatehouse::adapter", path = %path.display(), "created a master key: losing it makes every stored content unreadable");
     Ok(text)
 }
@@ -299,30 +289,20 @@ impl Decider for PdpDecider {
         };
         let decision = self.pdp.decide(&self.store, &request).await;
         let decision_id = new_decision_id();
-        self.audit.record(decision_record(
-            &request,
+        let record = decision_record(
+            &request.tenant,
+            UidTexts::of(&request),
             &decision,
             decision_id.clone(),
             context.trace_id.clone(),
             None,
             self.route,
-        ));
-        let effect = if decision.is_allowed() {
-            "allow"
-        } else {
-            "deny"
-        };
-        metrics::DECISIONS
-            .with_label_values(&[context.tenant.as_str(), effect])
-            .inc();
+        );
+        audit_and_count(&self.audit, &decision, record);
         if decision.is_allowed() {
             return Ok(());
         }
-        if decision
-            .errors
-            .iter()
-            .any(|e| matches!(e, DecisionError::StoreUnavailable { .. }))
-        {
+        if decision.is_unavailable() {
             return Err(AdapterError::Unavailable);
         }
         Err(AdapterError::Forbidden(format!(

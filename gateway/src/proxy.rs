@@ -12,9 +12,7 @@ use bytes::Bytes;
 use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
-use gatehouse_pdp::{
-    AccessRequest, Decision, DecisionError, EntityStore, MemoryStore, Pdp, StoreError,
-};
+use gatehouse_pdp::{AccessRequest, Decision, EntityStore, MemoryStore, Pdp, StoreError};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
@@ -302,8 +300,6 @@ impl Gateway {
                 RouteError::NoRoute => Refusal::new(404, "no_route", e.to_string()),
                 RouteError::BadId => Refusal::new(400, "bad_resource_id", e.to_string()),
             })?;
-        ctx.action = Some(matched.route.action.to_string());
-        ctx.resource = Some(matched.resource.to_string());
         let request = access_request(
             session,
             &tenant,
@@ -311,36 +307,32 @@ impl Gateway {
             matched.route.action.clone(),
             matched.resource,
         );
+        let texts = UidTexts::of(&request);
+        ctx.action = Some(texts.action.clone());
+        ctx.resource = Some(texts.resource.clone());
         let decision = self.pdp.decide(&self.store, &request).await;
         let decision_id = new_decision_id();
         ctx.decision_id = Some(decision_id.clone());
-        ctx.decision = Some(if decision.is_allowed() {
-            "allow"
-        } else {
-            "deny"
-        });
-        let effect = if decision.is_allowed() {
-            "allow"
-        } else {
-            "deny"
-        };
-        metrics::DECISIONS
-            .with_label_values(&[tenant.as_str(), effect])
-            .inc();
-        metrics::DECISION_SECONDS
-            .with_label_values(&[tenant.as_str()])
-            .observe(decision.elapsed.as_secs_f64());
-        let record = audit_record(session, ctx, &request, &decision, &matched.route.pattern);
-        self.audit.record(record);
+        ctx.decision = Some(decision.effect.as_str());
+        let record = decision_record(
+            &request.tenant,
+            texts.clone(),
+            &decision,
+            decision_id.clone(),
+            trace_id(ctx),
+            client_ip(session),
+            &matched.route.pattern,
+        );
+        audit_and_count(&self.audit, &decision, record);
         if !decision.is_allowed() {
             return Err(refusal_for(&decision));
         }
         let forwarded = ForwardedContext {
             tenant,
-            principal: request.principal.to_string(),
-            acting_for: principal.acting_for.map(|u| u.to_string()),
-            action: request.action.to_string(),
-            resource: request.resource.to_string(),
+            principal: texts.principal,
+            acting_for: texts.acting_for,
+            action: texts.action,
+            resource: texts.resource,
             decision_id,
             trace_id: trace_id(ctx),
             mfa: principal.mfa,
@@ -394,27 +386,44 @@ impl Gateway {
     }
 }
 
-/// The audit record of a decision.
-fn audit_record(
-    session: &Session,
-    ctx: &RequestState,
-    request: &AccessRequest,
-    decision: &Decision,
-    route: &str,
-) -> AuditRecord {
-    decision_record(
-        request,
-        decision,
-        ctx.decision_id.clone().unwrap_or_default(),
-        trace_id(ctx),
-        client_ip(session),
-        route,
-    )
+/// A request's uids as text: formatted once per decision, for the log line, the audit
+/// record and the forwarded context.
+#[derive(Debug, Clone)]
+pub(crate) struct UidTexts {
+    pub(crate) principal: String,
+    pub(crate) acting_for: Option<String>,
+    pub(crate) action: String,
+    pub(crate) resource: String,
 }
 
-/// The audit record of `decision` on `request`.
+impl UidTexts {
+    pub(crate) fn of(request: &AccessRequest) -> Self {
+        Self {
+            principal: request.principal.to_string(),
+            acting_for: request.acting_for.as_ref().map(ToString::to_string),
+            action: request.action.to_string(),
+            resource: request.resource.to_string(),
+        }
+    }
+}
+
+/// Audits a decision and counts it (by tenant and effect) with its latency: every
+/// decision, the gateway's or an adapter's further one, goes through here.
+pub(crate) fn audit_and_count(audit: &AuditWriter, decision: &Decision, record: AuditRecord) {
+    let tenant = record.tenant.as_str();
+    metrics::DECISIONS
+        .with_label_values(&[tenant, decision.effect.as_str()])
+        .inc();
+    metrics::DECISION_SECONDS
+        .with_label_values(&[tenant])
+        .observe(decision.elapsed.as_secs_f64());
+    audit.record(record);
+}
+
+/// The audit record of `decision` in `tenant` on the request named by `texts`.
 pub(crate) fn decision_record(
-    request: &AccessRequest,
+    tenant: &TenantId,
+    texts: UidTexts,
     decision: &Decision,
     id: String,
     trace_id: String,
@@ -425,17 +434,12 @@ pub(crate) fn decision_record(
         id,
         time_us: now_us(),
         trace_id,
-        tenant: request.tenant.clone(),
-        principal: request.principal.to_string(),
-        acting_for: request.acting_for.as_ref().map(ToString::to_string),
-        action: request.action.to_string(),
-        resource: request.resource.to_string(),
-        decision: if decision.is_allowed() {
-            "allow"
-        } else {
-            "deny"
-        }
-        .into(),
+        tenant: tenant.clone(),
+        principal: texts.principal,
+        acting_for: texts.acting_for,
+        action: texts.action,
+        resource: texts.resource,
+        decision: decision.effect.as_str().into(),
         determining_policies: decision.determining_policies.clone(),
         errors: decision
             .errors
@@ -496,11 +500,7 @@ fn access_request(
 
 /// A deny: 503 when the decision point could not decide (fail closed), 403 otherwise.
 fn refusal_for(decision: &Decision) -> Refusal {
-    let unavailable = decision
-        .errors
-        .iter()
-        .any(|e| matches!(e, DecisionError::StoreUnavailable { .. }));
-    if unavailable {
+    if decision.is_unavailable() {
         return Refusal::new(
             503,
             "decision_unavailable",

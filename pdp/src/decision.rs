@@ -16,6 +16,16 @@ pub enum Effect {
     Deny,
 }
 
+impl Effect {
+    /// `allow` or `deny`, as audit records and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+        }
+    }
+}
+
 /// Why a decision could not be made normally. Every one of these makes the decision a deny.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "code", rename_all = "snake_case")]
@@ -150,6 +160,14 @@ impl Decision {
     /// True for [`Effect::Allow`].
     pub fn is_allowed(&self) -> bool {
         self.effect == Effect::Allow
+    }
+
+    /// True when no decision could be made because the entity store was unavailable (the
+    /// deny then means "try again", not "not allowed": callers answer 503).
+    pub fn is_unavailable(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| matches!(e, DecisionError::StoreUnavailable { .. }))
     }
 }
 

@@ -35,27 +35,48 @@ fn record(n: u32, decision: &str) -> AuditRecord {
     }
 }
 
+/// A private PostgreSQL with the audit log of tenant `acme`: records 1 (allow), 2 (deny)
+/// and 3 (allow).
+struct AuditLog {
+    dir: tempfile::TempDir,
+    cluster: PgCluster,
+    url: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl AuditLog {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+        let urls = cluster.provision("gatehouse").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let owner = sqlx::PgPool::connect(&urls.owner_url).await.unwrap();
+            migrate(&owner).await.unwrap();
+            sqlx::raw_sql("INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu')")
+                .execute(&owner)
+                .await
+                .unwrap();
+            let app = sqlx::PgPool::connect(&urls.app_url).await.unwrap();
+            let records = [record(1, "allow"), record(2, "deny"), record(3, "allow")];
+            AuditStore::new(app).append(&records).await.unwrap();
+        });
+        Self {
+            dir,
+            cluster,
+            url: urls.app_url,
+            runtime,
+        }
+    }
+}
+
 #[test]
 fn query_filters_and_verify_detects_tampering() {
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
-    let urls = cluster.provision("gatehouse").unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let owner = sqlx::PgPool::connect(&urls.owner_url).await.unwrap();
-        migrate(&owner).await.unwrap();
-        sqlx::raw_sql("INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu')")
-            .execute(&owner)
-            .await
-            .unwrap();
-        let app = sqlx::PgPool::connect(&urls.app_url).await.unwrap();
-        let records = [record(1, "allow"), record(2, "deny"), record(3, "allow")];
-        AuditStore::new(app).append(&records).await.unwrap();
-    });
-    let url = urls.app_url.as_str();
+    let log = AuditLog::start();
+    let (cluster, url) = (&log.cluster, log.url.as_str());
     let query = |extra: &[&str]| {
         let mut args = vec!["audit", "query", "--database-url", url, "--tenant", "acme"];
         args.extend_from_slice(extra);
@@ -107,28 +128,17 @@ fn query_filters_and_verify_detects_tampering() {
 fn verify_with_signed_checkpoints_catches_what_the_chain_alone_cannot() {
     use gatehouse_audit::checkpoint::CheckpointSigner;
 
-    let dir = tempfile::tempdir().unwrap();
-    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
-    let urls = cluster.provision("gatehouse").unwrap();
-    let key_file = dir.path().join("audit-checkpoint.pem");
-    let checkpoints = dir.path().join("audit-checkpoints.jsonl");
+    let log = AuditLog::start();
+    let (cluster, url) = (&log.cluster, log.url.as_str());
+    let key_file = log.dir.path().join("audit-checkpoint.pem");
+    let checkpoints = log.dir.path().join("audit-checkpoints.jsonl");
     let signer = CheckpointSigner::load_or_create(&key_file, checkpoints.clone()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let owner = sqlx::PgPool::connect(&urls.owner_url).await.unwrap();
-        migrate(&owner).await.unwrap();
-        let app = sqlx::PgPool::connect(&urls.app_url).await.unwrap();
-        let store = AuditStore::new(app);
-        let records = [record(1, "allow"), record(2, "deny"), record(3, "allow")];
-        store.append(&records).await.unwrap();
+    log.runtime.block_on(async {
+        let store = AuditStore::new(sqlx::PgPool::connect(url).await.unwrap());
         let acme = TenantId::parse("acme").unwrap();
         let (seq, hash) = store.head(&acme).await.unwrap().unwrap();
         signer.append(&[signer.sign(&acme, seq, &hash, 1)]).unwrap();
     });
-    let url = urls.app_url.as_str();
     let public = format!("{}.pub", key_file.display());
     let checkpoints = checkpoints.display().to_string();
     let verify = |key: &str| {
