@@ -20,7 +20,11 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
 
-use crate::config::{BlobsConfig, resolve_secret};
+use gatehouse_adapter_search::api::SearchApi;
+use gatehouse_adapter_search::outbox::{Contents, Worker};
+use gatehouse_adapter_search::{EmbeddedIndex, MeiliIndex, SearchIndex};
+
+use crate::config::{BlobsConfig, SearchConfig, SearchEngine, resolve_secret};
 use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
 
 /// Builds an adapter's router; called once its runtime runs (database pools need one).
@@ -49,10 +53,7 @@ impl AdapterService {
         let verifier = signer.verifier()?;
         let app_url = app_url.to_string();
         let make_router = move || {
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(2))
-                .connect_lazy(&app_url)?;
+            let pool = app_pool(&app_url)?;
             let guard = ContextGuard::new(verifier.clone(), context_lifetime);
             let api = Arc::new(DocumentsApi::new(pool, guard, decider.clone()));
             Ok(gatehouse_adapter_pg::router(api))
@@ -65,18 +66,22 @@ impl AdapterService {
     }
 }
 
-impl AdapterService {
-    /// The blob adapter, and the local S3 store to run beside it when no endpoint is
-    /// configured (with a fresh access key per start: only this process talks to it).
+/// The object store and master key of document contents: the blob adapter's, and the
+/// search worker's (it reads contents to extract their text).
+pub struct BlobSetup {
+    settings: S3Settings,
+    master: MasterKey,
+    /// The local S3 store to run beside them when no endpoint is configured.
+    pub local: Option<LocalS3>,
+}
+
+impl BlobSetup {
+    /// From configuration: the configured S3 or a local one (with a fresh access key per
+    /// start: only this process talks to it), and the master key.
     ///
     /// # Errors
-    /// An invalid database URL, context key, master key or S3 credential reference.
-    pub fn blobs(
-        config: &BlobsConfig,
-        app_url: &str,
-        signer: &ContextSigner,
-        context_lifetime: Duration,
-    ) -> anyhow::Result<(Self, Option<LocalS3>)> {
+    /// An invalid master key or S3 credential reference.
+    pub fn from_config(config: &BlobsConfig) -> anyhow::Result<Self> {
         let master = master_key(config)?;
         let (settings, local) = match &config.endpoint {
             Some(endpoint) => {
@@ -115,17 +120,43 @@ impl AdapterService {
                 (settings, Some(local))
             }
         };
+        Ok(Self {
+            settings,
+            master,
+            local,
+        })
+    }
+}
+
+/// A pool of the application role, connecting on first use.
+fn app_pool(app_url: &str) -> anyhow::Result<sqlx::PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(app_url)?)
+}
+
+impl AdapterService {
+    /// The blob adapter, storing through `setup`.
+    ///
+    /// # Errors
+    /// An invalid context key.
+    pub fn blobs(
+        config: &BlobsConfig,
+        setup: &BlobSetup,
+        app_url: &str,
+        signer: &ContextSigner,
+        context_lifetime: Duration,
+    ) -> anyhow::Result<Self> {
         let verifier = signer.verifier()?;
         let app_url = app_url.to_string();
         let limits = SizeLimits {
             by_plan: config.max_upload_bytes.clone(),
             default: config.default_max_upload_bytes,
         };
+        let (settings, master) = (setup.settings.clone(), setup.master.clone());
         let make_router = move || {
-            let pool = PgPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(2))
-                .connect_lazy(&app_url)?;
+            let pool = app_pool(&app_url)?;
             let store = BlobStore::new(&settings);
             tokio::spawn(ensure_bucket(store.clone()));
             let keys = KeyRing::new(master.clone(), pool.clone());
@@ -133,13 +164,70 @@ impl AdapterService {
             let api = ContentApi::new(pool, guard, keys, store, limits.clone());
             Ok(gatehouse_adapter_blobs::api::router(Arc::new(api)))
         };
-        let service = Self {
+        Ok(Self {
             name: "blobs",
             address: config.listen.clone(),
             make_router: Box::new(make_router),
-        };
-        Ok((service, local))
+        })
     }
+
+    /// The search adapter, and its outbox worker (run in the adapter's runtime), reading
+    /// contents through `blobs` when there is a blob store.
+    ///
+    /// # Errors
+    /// An invalid context key or Meilisearch setting.
+    pub fn search(
+        config: &SearchConfig,
+        blobs: Option<&BlobSetup>,
+        app_url: &str,
+        signer: &ContextSigner,
+        context_lifetime: Duration,
+        decider: Arc<PdpDecider>,
+    ) -> anyhow::Result<Self> {
+        let verifier = signer.verifier()?;
+        let app_url = app_url.to_string();
+        let index = search_index(config)?;
+        let blobs = blobs.map(|b| (b.settings.clone(), b.master.clone()));
+        let sweep = Duration::from_secs(config.sweep_interval_seconds.max(1));
+        let make_router = move || {
+            let pool = app_pool(&app_url)?;
+            let contents = blobs.as_ref().map(|(settings, master)| Contents {
+                keys: KeyRing::new(master.clone(), pool.clone()),
+                store: BlobStore::new(settings),
+            });
+            let worker = Worker::new(pool.clone(), index.clone(), contents);
+            tokio::spawn(worker.run(sweep, std::future::pending()));
+            let guard = ContextGuard::new(verifier.clone(), context_lifetime);
+            let api = SearchApi::new(pool, guard, index.clone(), decider.clone());
+            Ok(gatehouse_adapter_search::api::router(Arc::new(api)))
+        };
+        Ok(Self {
+            name: "search",
+            address: config.listen.clone(),
+            make_router: Box::new(make_router),
+        })
+    }
+}
+
+fn search_index(config: &SearchConfig) -> anyhow::Result<Arc<dyn SearchIndex>> {
+    Ok(match config.engine {
+        SearchEngine::Embedded => Arc::new(Arc::new(EmbeddedIndex::new(&config.data_dir))),
+        SearchEngine::Meilisearch => {
+            let url = config.meilisearch_url.as_deref().context(
+                "adapters.search.meilisearch_url is needed with engine = \"meilisearch\"",
+            )?;
+            let key = config
+                .meilisearch_key
+                .as_deref()
+                .map(resolve_secret)
+                .transpose()?;
+            Arc::new(MeiliIndex::new(
+                url,
+                key.as_deref(),
+                &config.meilisearch_index,
+            )?)
+        }
+    })
 }
 
 /// Creates the bucket once the store answers (the local one starts beside the adapter).
@@ -258,15 +346,15 @@ pub struct PdpDecider {
     pub route: &'static str,
 }
 
-#[async_trait]
-impl Decider for PdpDecider {
-    async fn decide(
-        &self,
+impl PdpDecider {
+    /// The request for `action` on `resource_type::"id"` with the call's tenant,
+    /// principal, delegation and MFA.
+    fn request(
         call: &Call,
         action: &str,
         resource_type: &str,
         id: &str,
-    ) -> Result<(), AdapterError> {
+    ) -> Result<AccessRequest, AdapterError> {
         let context = call.context();
         let uid = |text: &str| {
             text.parse::<EntityUid>()
@@ -276,7 +364,7 @@ impl Decider for PdpDecider {
             resource_type.parse().map_err(|_| AdapterError::Internal)?;
         let mut request_context = serde_json::Map::new();
         request_context.insert("mfa".into(), serde_json::Value::Bool(context.mfa));
-        let request = AccessRequest {
+        Ok(AccessRequest {
             tenant: context.tenant.clone(),
             principal: uid(&context.principal)?,
             action: EntityUid::from_type_name_and_id(
@@ -286,7 +374,20 @@ impl Decider for PdpDecider {
             resource: EntityUid::from_type_name_and_id(resource_type, EntityId::new(id)),
             acting_for: context.acting_for.as_deref().map(uid).transpose()?,
             context: request_context,
-        };
+        })
+    }
+}
+
+#[async_trait]
+impl Decider for PdpDecider {
+    async fn decide(
+        &self,
+        call: &Call,
+        action: &str,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<(), AdapterError> {
+        let request = Self::request(call, action, resource_type, id)?;
         let decision = self.pdp.decide(&self.store, &request).await;
         let decision_id = new_decision_id();
         let record = decision_record(
@@ -294,7 +395,7 @@ impl Decider for PdpDecider {
             UidTexts::of(&request),
             &decision,
             decision_id.clone(),
-            context.trace_id.clone(),
+            call.context().trace_id.clone(),
             None,
             self.route,
         );
@@ -309,5 +410,24 @@ impl Decider for PdpDecider {
             "{action} on {} (decision {decision_id})",
             request.resource
         )))
+    }
+
+    async fn permitted(
+        &self,
+        call: &Call,
+        action: &str,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<bool>, AdapterError> {
+        let mut permitted = Vec::with_capacity(ids.len());
+        for id in ids {
+            let request = Self::request(call, action, resource_type, id)?;
+            let decision = self.pdp.decide(&self.store, &request).await;
+            if decision.is_unavailable() {
+                return Err(AdapterError::Unavailable);
+            }
+            permitted.push(decision.is_allowed());
+        }
+        Ok(permitted)
     }
 }

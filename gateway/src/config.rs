@@ -69,6 +69,59 @@ pub struct AdaptersConfig {
     /// The blob adapter (document contents, encrypted per tenant, in S3).
     #[serde(default)]
     pub blobs: Option<BlobsConfig>,
+    /// The search adapter (and the outbox worker that indexes documents).
+    #[serde(default)]
+    pub search: Option<SearchConfig>,
+}
+
+/// The search adapter: where it listens and which engine holds the indexes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The adapter's address (loopback: only the gateway calls it).
+    pub listen: String,
+    /// `embedded` (an index per tenant under `data_dir`) or `meilisearch`.
+    #[serde(default)]
+    pub engine: SearchEngine,
+    /// Where the embedded engine keeps its indexes.
+    #[serde(default = "default_search_dir")]
+    pub data_dir: PathBuf,
+    /// Meilisearch's URL (with `engine = "meilisearch"`).
+    #[serde(default)]
+    pub meilisearch_url: Option<String>,
+    /// Meilisearch's API key (`env:`/`file:` references work).
+    #[serde(default)]
+    pub meilisearch_key: Option<String>,
+    /// The Meilisearch index holding every tenant's documents (each query filtered by
+    /// tenant).
+    #[serde(default = "default_meilisearch_index")]
+    pub meilisearch_index: String,
+    /// How often every tenant's outbox is looked at, besides the notifications.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_seconds: u64,
+}
+
+/// The search engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchEngine {
+    /// tantivy, in this process.
+    #[default]
+    Embedded,
+    /// A Meilisearch server.
+    Meilisearch,
+}
+
+fn default_search_dir() -> PathBuf {
+    PathBuf::from(".gatehouse/search")
+}
+
+fn default_meilisearch_index() -> String {
+    "gatehouse_documents".into()
+}
+
+fn default_sweep_interval() -> u64 {
+    30
 }
 
 /// The blob adapter: where it listens, which S3, which master key, how large an upload.
@@ -639,6 +692,7 @@ mod tests {
         let mut served: Vec<(String, String, String, String)> = gatehouse_adapter_pg::api::ROUTES
             .iter()
             .chain(gatehouse_adapter_blobs::api::ROUTES)
+            .chain(gatehouse_adapter_search::api::ROUTES)
             .map(|(m, p, a, r)| (m.to_string(), p.to_string(), a.to_string(), r.to_string()))
             .collect();
         described.sort();
@@ -658,6 +712,7 @@ mod tests {
         let adapters = [
             ("documents", gatehouse_adapter_pg::api::ROUTES),
             ("blobs", gatehouse_adapter_blobs::api::ROUTES),
+            ("search", gatehouse_adapter_search::api::ROUTES),
         ];
         for (upstream, routes) in adapters {
             let routed: Vec<(String, String, String, String)> = config

@@ -15,7 +15,7 @@ use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
 
-use crate::adapters::{AdapterService, PdpDecider};
+use crate::adapters::{AdapterService, BlobSetup, PdpDecider};
 use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig, resolve_secret};
 use crate::database::{AuditService, Database, drain_spool_after_shutdown};
 use crate::echo::EchoUpstream;
@@ -182,14 +182,38 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )?;
         server.add_service(background_service("documents adapter", documents));
     }
-    if let Some(blobs) = &config.adapters.blobs {
+    let mut blob_setup = config
+        .adapters
+        .blobs
+        .as_ref()
+        .map(BlobSetup::from_config)
+        .transpose()?;
+    if let (Some(blobs), Some(setup)) = (&config.adapters.blobs, blob_setup.as_mut()) {
         let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
-        let (adapter, local) =
-            AdapterService::blobs(blobs, &database.app_url, &gateway.signer, lifetime)?;
-        if let Some(local) = local {
+        let adapter =
+            AdapterService::blobs(blobs, setup, &database.app_url, &gateway.signer, lifetime)?;
+        if let Some(local) = setup.local.take() {
             server.add_service(background_service("local S3", local));
         }
         server.add_service(background_service("blobs adapter", adapter));
+    }
+    if let Some(search) = &config.adapters.search {
+        let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
+        let decider = Arc::new(PdpDecider {
+            pdp: gateway.pdp.clone(),
+            store: gateway.store.clone(),
+            audit: gateway.audit.clone(),
+            route: "adapter:search",
+        });
+        let adapter = AdapterService::search(
+            search,
+            blob_setup.as_ref(),
+            &database.app_url,
+            &gateway.signer,
+            lifetime,
+            decider,
+        )?;
+        server.add_service(background_service("search adapter", adapter));
     }
     if let Some(address) = &config.demo.echo_upstream {
         let echo = EchoUpstream {

@@ -21,7 +21,8 @@ pub enum KeyError {
     Corrupt,
 }
 
-/// Every tenant's keys.
+/// Every tenant's keys (clones share the cache of unwrapped keys).
+#[derive(Clone)]
 pub struct KeyRing {
     master: MasterKey,
     pool: PgPool,

@@ -19,4 +19,5 @@ pub mod store;
 
 pub use envelope::{EnvelopeError, Header, MasterKey, Opener, Sealer, TenantKey};
 pub use keys::{KeyError, KeyRing};
+pub use sealed::BlobError;
 pub use store::{BlobStore, S3Settings, StoreError, object_key};

@@ -21,4 +21,18 @@ pub trait Decider: Send + Sync {
         resource_type: &str,
         id: &str,
     ) -> Result<(), AdapterError>;
+
+    /// Which of `ids` the principal may take `action` on, in order: a filter over items the
+    /// call's own (audited) decision already covers, such as the hits of a search, so each
+    /// is decided but not audited on its own.
+    ///
+    /// # Errors
+    /// [`AdapterError::Unavailable`] when no decision can be made (fail closed).
+    async fn permitted(
+        &self,
+        call: &Call,
+        action: &str,
+        resource_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<bool>, AdapterError>;
 }
