@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tenant keys",
         include_str!("../sql/0005_tenant_keys.sql"),
     ),
+    (6, "outbox", include_str!("../sql/0006_outbox.sql")),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

@@ -1,0 +1,373 @@
+//! The outbox against a real PostgreSQL (the migrations' triggers, row-level security, the
+//! application role) and a real S3-protocol server: what a transaction commits reaches the
+//! index and the object store, after a crash, through failures, and only for its tenant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_adapter_blobs::{BlobStore, KeyRing, MasterKey, S3Settings, StoreError, sealed};
+use gatehouse_adapter_search::outbox::{Contents, Worker};
+use gatehouse_adapter_search::{EmbeddedIndex, SearchIndex, SearchQuery};
+use gatehouse_core::TenantId;
+use gatehouse_pgcluster::PgCluster;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+struct World {
+    dir: tempfile::TempDir,
+    _cluster: PgCluster,
+    owner: PgPool,
+    app: PgPool,
+    contents: Contents,
+    index: Arc<EmbeddedIndex>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+    let urls = cluster.provision("gatehouse").unwrap();
+    let owner = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&urls.owner_url)
+        .await
+        .unwrap();
+    gatehouse_schemas::migrate(&owner).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu'), ('globex', 'Globex', 'pro', 'eu');",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    let app = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&urls.app_url)
+        .await
+        .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let root = dir.path().join("s3");
+    tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        gatehouse_adapter_blobs::local_s3::serve(&root, listener, "k", "s", stopped)
+            .await
+            .unwrap();
+    });
+    let store = BlobStore::new(&S3Settings {
+        endpoint,
+        region: "us-east-1".into(),
+        bucket: "outbox-test".into(),
+        access_key: "k".into(),
+        secret_key: "s".into(),
+    });
+    store.ensure_bucket().await.unwrap();
+    let contents = Contents {
+        keys: KeyRing::new(MasterKey::from_bytes(&[7; 32]).unwrap(), app.clone()),
+        store,
+    };
+    let index = Arc::new(EmbeddedIndex::new(dir.path().join("index")));
+    World {
+        dir,
+        _cluster: cluster,
+        owner,
+        app,
+        contents,
+        index,
+        _stop: stop,
+    }
+}
+
+impl World {
+    fn worker(&self) -> Worker {
+        Worker::new(
+            self.app.clone(),
+            Arc::new(self.index.clone()),
+            Some(self.contents.clone()),
+        )
+    }
+
+    /// Runs SQL as the application role in `tenant`'s transaction, as the adapters do.
+    async fn as_tenant(&self, tenant: &TenantId, sql: &str) {
+        let mut tx = gatehouse_schemas::tenant_tx(&self.app, tenant)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sql).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    async fn folder_and_documents(&self, tenant: &TenantId, names: &[(&str, &str)]) {
+        let t = tenant.as_str();
+        let mut sql = format!(
+            "INSERT INTO folders (tenant_id, id, name, path, owner_id) VALUES ('{t}', 'root', 'Root', '/root/', 'alice'), ('{t}', 'sub', 'Sub', '/root/sub/', 'alice');"
+        );
+        for (id, name) in names {
+            sql.push_str(&format!(
+                "INSERT INTO documents (tenant_id, id, folder_id, path, name, owner_id, tags) VALUES ('{t}', '{id}', 'root', '/root/', '{name}', 'alice', '{{finance}}');\
+                 INSERT INTO document_versions (tenant_id, document_id, version, created_by) VALUES ('{t}', '{id}', 1, 'alice');"
+            ));
+        }
+        self.as_tenant(tenant, &sql).await;
+    }
+
+    /// Stores `text` as the document's next version, as the blob adapter does.
+    async fn upload(&self, tenant: &TenantId, id: &str, text: &str) -> String {
+        let object = format!(
+            "tenants/{}/documents/{id}/{}",
+            tenant.as_str(),
+            rand_suffix()
+        );
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+            text.to_string(),
+        ))]);
+        let stored = sealed::put(
+            &self.contents.keys,
+            &self.contents.store,
+            tenant,
+            &object,
+            body,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        let key_id = uuid_text(stored.key_id);
+        self.as_tenant(
+            tenant,
+            &format!(
+                "INSERT INTO document_versions (tenant_id, document_id, version, created_by, content_type, size_bytes, sha256, object_key, key_id) \
+                 SELECT tenant_id, id, current_version + 1, 'alice', 'text/plain', {}, '{}', '{object}', '{key_id}' FROM documents WHERE tenant_id = '{t}' AND id = '{id}';\
+                 UPDATE documents SET current_version = current_version + 1, updated_at = now() WHERE tenant_id = '{t}' AND id = '{id}';",
+                stored.size,
+                stored.sha256,
+                t = tenant.as_str()
+            ),
+        )
+        .await;
+        object
+    }
+
+    async fn found(&self, tenant: &TenantId, words: &str) -> Vec<String> {
+        let query = SearchQuery {
+            text: words.into(),
+            limit: 50,
+            ..SearchQuery::default()
+        };
+        let mut ids: Vec<String> = self
+            .index
+            .search(tenant, &query)
+            .await
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    async fn pending(&self, tenant: &TenantId) -> i64 {
+        let mut tx = gatehouse_schemas::tenant_tx(&self.app, tenant)
+            .await
+            .unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+    }
+}
+
+fn rand_suffix() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+fn uuid_text(bytes: [u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_was_committed_while_no_worker_ran_is_indexed_later() {
+    let w = world().await;
+    let acme = tenant("acme");
+    w.folder_and_documents(&acme, &[("d1", "Quarterly report"), ("d2", "Offsite plan")])
+        .await;
+    w.upload(&acme, "d2", "aurora borealis over the fjord")
+        .await;
+    // The jobs were written by the same transactions: nothing ran, nothing is lost.
+    assert!(w.pending(&acme).await >= 3);
+    assert!(w.found(&acme, "quarterly").await.is_empty());
+
+    let done = w.worker().drain(&acme).await.unwrap();
+    assert!(done >= 3);
+    assert_eq!(w.pending(&acme).await, 0);
+    assert_eq!(w.found(&acme, "quarterly").await, ["d1"]);
+    assert_eq!(
+        w.found(&acme, "borealis").await,
+        ["d2"],
+        "the content's text is searchable"
+    );
+    assert!(w.found(&tenant("globex"), "quarterly").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renames_moves_and_deletes_follow_and_deleted_contents_leave_the_store() {
+    let w = world().await;
+    let acme = tenant("acme");
+    w.folder_and_documents(&acme, &[("d1", "Quarterly report")])
+        .await;
+    let object = w.upload(&acme, "d1", "pelican migration data").await;
+    let worker = w.worker();
+    worker.drain(&acme).await.unwrap();
+
+    // The text is kept: a rename re-indexes without the content (even if it vanished).
+    w.contents.store.delete(&object).await.unwrap();
+    w.as_tenant(
+        &acme,
+        "UPDATE documents SET name = 'Annual summary' WHERE id = 'd1'",
+    )
+    .await;
+    worker.drain(&acme).await.unwrap();
+    assert_eq!(w.found(&acme, "annual").await, ["d1"]);
+    assert!(w.found(&acme, "quarterly").await.is_empty());
+    assert_eq!(w.found(&acme, "pelican").await, ["d1"]);
+
+    w.as_tenant(
+        &acme,
+        "UPDATE documents SET folder_id = 'sub', path = '/root/sub/' WHERE id = 'd1'",
+    )
+    .await;
+    worker.drain(&acme).await.unwrap();
+    let in_sub = SearchQuery {
+        folder: Some("sub".into()),
+        limit: 10,
+        ..SearchQuery::default()
+    };
+    assert_eq!(w.index.search(&acme, &in_sub).await.unwrap().hits.len(), 1);
+
+    // A delete reaches the index, and the store (its object is queued for deletion).
+    let object = w.upload(&acme, "d1", "second version").await;
+    w.as_tenant(&acme, "DELETE FROM documents WHERE id = 'd1'")
+        .await;
+    worker.drain(&acme).await.unwrap();
+    assert!(w.found(&acme, "").await.is_empty());
+    assert!(matches!(
+        w.contents.store.download(&object).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(w.pending(&acme).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_index_keeps_the_jobs_with_a_backoff() {
+    let w = world().await;
+    let acme = tenant("acme");
+    w.folder_and_documents(&acme, &[("d1", "Quarterly report")])
+        .await;
+    let blocked = w.dir.path().join("blocked");
+    std::fs::write(&blocked, b"").unwrap();
+    let broken = Worker::new(
+        w.app.clone(),
+        Arc::new(Arc::new(EmbeddedIndex::new(&blocked))),
+        None,
+    );
+    let before = w.pending(&acme).await;
+    assert!(broken.drain(&acme).await.is_err());
+
+    let mut tx = gatehouse_schemas::tenant_tx(&w.app, &acme).await.unwrap();
+    let (count, attempts, waiting, error): (i64, i32, bool, Option<String>) = sqlx::query_as(
+        "SELECT count(*), min(attempts), bool_and(not_before > now()), max(last_error) FROM outbox",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!((count, attempts, waiting), (before, 1, true));
+    assert!(error.unwrap().contains("unavailable"));
+    sqlx::query("UPDATE outbox SET not_before = now()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    // Not due yet means not done; due again, a working worker does them.
+    w.worker().drain(&acme).await.unwrap();
+    assert_eq!(w.found(&acme, "quarterly").await, ["d1"]);
+    assert_eq!(w.pending(&acme).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbox_is_under_row_level_security() {
+    let w = world().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    w.folder_and_documents(&acme, &[("d1", "Quarterly report")])
+        .await;
+    w.folder_and_documents(&globex, &[("g1", "Secret plan")])
+        .await;
+    let no_tenant: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&w.app)
+        .await
+        .unwrap();
+    assert_eq!(no_tenant, 0, "no tenant set: nothing");
+    let mut tx = gatehouse_schemas::tenant_tx(&w.app, &acme).await.unwrap();
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM outbox")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(tenants, ["acme"]);
+    let forged = sqlx::query(
+        "INSERT INTO outbox (tenant_id, kind, document_id) VALUES ('globex', 'index', 'g1')",
+    )
+    .execute(&mut *tx)
+    .await;
+    assert!(forged.is_err(), "a job for another tenant is refused");
+    drop(tx);
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(&w.owner)
+        .await
+        .unwrap();
+    assert_eq!(
+        all, 0,
+        "even the owner sees nothing without a tenant (FORCE)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_worker_is_woken_by_the_commit() {
+    let w = world().await;
+    let acme = tenant("acme");
+    // A sweep only at start (an hour apart): what follows is found through the notification.
+    tokio::spawn(
+        w.worker()
+            .run(Duration::from_secs(3600), std::future::pending()),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.folder_and_documents(&acme, &[("d1", "Kingfisher sightings")])
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while w.found(&acme, "kingfisher").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
