@@ -956,3 +956,157 @@ fn contents_are_uploaded_encrypted_and_downloaded_through_the_gateway() {
     );
     assert_eq!(status, 201, "under the free plan's limit: {body}");
 }
+
+/// Uploads `body` as the content of document `id`.
+fn upload(gw: &Gateway, id: &str, token: &str, content_type: &str, body: &str) {
+    let response = gw
+        .client
+        .put(format!("{}/documents/{id}/content", gw.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201, "upload of {id}");
+}
+
+/// `GET /search?{query}` once `done` holds for its answer (the index follows the
+/// database asynchronously), or the last answer after 20 s.
+fn search_until(gw: &Gateway, token: &str, query: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = gw.get(&format!("/search?{query}"), token);
+        assert_eq!(status, 200, "{body}");
+        if done(&body) || std::time::Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn hit_ids(answer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn search_finds_contents_within_the_tenant_and_only_what_the_reader_may_read() {
+    let gw = Gateway::start_with_documents();
+    let (editor, viewer, admin) = (
+        gw.token("acme-ed", "acme"),
+        gw.token("acme-vera", "acme"),
+        gw.token("acme-ada", "acme"),
+    );
+    upload(
+        &gw,
+        "acme-plan",
+        &editor,
+        "text/markdown",
+        "# Heron plan\n\nThe *zephyr* project starts.",
+    );
+    upload(
+        &gw,
+        "acme-public",
+        &admin,
+        "text/html",
+        "<p>zephyr brochure</p><script>var hiddenword = 1</script>",
+    );
+    // A document that becomes restricted: readable only with MFA, so withheld from Vera.
+    let secret = create_document(&gw, &editor, "Zephyr salaries");
+    let secret_id = secret["id"].as_str().unwrap().to_string();
+    readable(&gw, &format!("/documents/{secret_id}"), &editor);
+    upload(
+        &gw,
+        &secret_id,
+        &editor,
+        "text/plain",
+        "zephyr payroll figures",
+    );
+    let (status, body) = gw.send(
+        Method::PATCH,
+        &format!("/documents/{secret_id}"),
+        &editor,
+        Some(json!({ "classification": "restricted" })),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // Once indexed: three match, the restricted one is withheld, the rest come back as
+    // the database has them now.
+    let answer = search_until(&gw, &viewer, "q=zephyr", |a| {
+        a["total"] == 3 && a["withheld"] == 1
+    });
+    assert_eq!(answer["total"], 3, "{answer}");
+    assert_eq!(hit_ids(&answer), ["acme-plan", "acme-public"], "{answer}");
+    assert_eq!(answer["withheld"], 1);
+    let plan = answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "acme-plan")
+        .unwrap();
+    assert_eq!(plan["type"], "markdown");
+    assert_eq!(plan["content_type"], "text/markdown");
+    assert!(plan["score"].as_f64().unwrap() > 0.0);
+    assert_eq!(answer["facets"]["type"]["markdown"], 1);
+
+    // Text hidden in a script is not text; filters narrow; a subtree is one filter.
+    let hidden = search_until(&gw, &viewer, "q=hiddenword", |_| true);
+    assert_eq!(hidden["total"], 0);
+    let markdown = search_until(&gw, &viewer, "q=zephyr&type=markdown", |_| true);
+    assert_eq!(hit_ids(&markdown), ["acme-plan"]);
+    let projects = search_until(&gw, &viewer, "q=zephyr&folder=acme-projects", |_| true);
+    assert_eq!(hit_ids(&projects), ["acme-plan"], "{projects}");
+    let by_owner = search_until(&gw, &viewer, "owner=acme-ed&q=heron", |_| true);
+    assert_eq!(hit_ids(&by_owner), ["acme-plan"]);
+
+    // Another tenant finds none of it; a principal without search finds nothing at all.
+    let globex = search_until(&gw, &gw.token("globex-gina", "globex"), "q=zephyr", |_| {
+        true
+    });
+    assert_eq!(
+        (globex["total"].clone(), hit_ids(&globex).len()),
+        (json!(0), 0)
+    );
+    let (status, _) = gw.get("/search?q=zephyr", &gw.token("acme-gus", "acme"));
+    assert_eq!(status, 403);
+
+    // A misspelt filter is refused, not ignored.
+    let (status, body) = gw.get("/search?q=zephyr&tags=x", &viewer);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_input")),
+        "{body}"
+    );
+
+    // A delete reaches the index and the object store.
+    let (status, body) = gw.send(Method::DELETE, "/documents/acme-plan", &admin, None);
+    assert_eq!(status, 204, "{body}");
+    let after = search_until(&gw, &viewer, "q=heron", |a| a["total"] == 0);
+    assert_eq!(after["total"], 0, "{after}");
+    let objects = gw
+        .dir
+        .path()
+        .join("s3")
+        .join("gatehouse")
+        .join("tenants/acme/documents/acme-plan");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stored = || {
+        std::fs::read_dir(&objects)
+            .map(|d| d.flatten().count())
+            .unwrap_or(0)
+    };
+    while stored() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        stored(),
+        0,
+        "the deleted document's objects are gone from the store"
+    );
+}

@@ -407,12 +407,6 @@ principal = 'User::"acme-ed"'
 sha256 = "{api_key_hash}"
 
 {document_routes}
-[[route]]
-method = "GET"
-path = "/search"
-action = "search:query"
-resource = "Tenant"
-upstream = "app"
 "#,
             dir = dir.path().display(),
             fixture = repo()
@@ -422,7 +416,7 @@ upstream = "app"
             document_routes = if documents {
                 adapter_routes(documents_port, dir.path())
             } else {
-                APP_DOCUMENT_ROUTES.to_string()
+                format!("{APP_DOCUMENT_ROUTES}{APP_SEARCH_ROUTE}")
             },
         );
         let config_path = dir.path().join("gatehouse.toml");
@@ -461,7 +455,7 @@ upstream = "app"
         gateway.wait_ready();
         if documents {
             // The adapters are background services: they may listen a moment after the proxy.
-            for port in [documents_port, documents_port + 1] {
+            for port in [documents_port, documents_port + 1, documents_port + 3] {
                 wait_listening(port);
             }
         }
@@ -630,6 +624,15 @@ upstream = "app"
 }
 
 /// The document routes of the plain gateway tests: to the recording upstream.
+const APP_SEARCH_ROUTE: &str = r#"
+[[route]]
+method = "GET"
+path = "/search"
+action = "search:query"
+resource = "Tenant"
+upstream = "app"
+"#;
+
 const APP_DOCUMENT_ROUTES: &str = r#"
 [[route]]
 method = "GET"
@@ -650,7 +653,7 @@ upstream = "app"
 /// store on `port + 2`, in `dir`), and their routes. Uploads: 2,000 bytes on the free
 /// plan, 50 MB on pro.
 fn adapter_routes(port: u16, dir: &Path) -> String {
-    let (blobs, s3) = (port + 1, port + 2);
+    let (blobs, s3, search) = (port + 1, port + 2, port + 3);
     let dir = dir.display();
     let mut out = format!(
         r#"
@@ -664,6 +667,15 @@ local_listen = "127.0.0.1:{s3}"
 master_key_file = "{dir}/master.key"
 max_upload_bytes = {{ free = 2000, pro = 50000000 }}
 
+[adapters.search]
+listen = "127.0.0.1:{search}"
+data_dir = "{dir}/search"
+sweep_interval_seconds = 1
+
+[[upstream]]
+name = "search"
+address = "127.0.0.1:{search}"
+
 [[upstream]]
 name = "documents"
 address = "127.0.0.1:{port}"
@@ -676,6 +688,7 @@ address = "127.0.0.1:{blobs}"
     let adapters = [
         ("documents", gatehouse_adapter_pg::api::ROUTES),
         ("blobs", gatehouse_adapter_blobs::api::ROUTES),
+        ("search", gatehouse_adapter_search::api::ROUTES),
     ];
     for (upstream, routes) in adapters {
         for (method, path, action, resource) in routes {
@@ -695,12 +708,12 @@ fn wait_listening(port: u16) {
     }
 }
 
-/// Three consecutive free ports (for the adapters and the local S3 store).
+/// Four consecutive free ports (for the adapters and the local S3 store).
 fn free_ports() -> u16 {
     loop {
         let first = free_port();
-        let free = (1..3).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok());
-        if first < u16::MAX - 3 && free {
+        let free = (1..4).all(|i| TcpListener::bind(("127.0.0.1", first + i)).is_ok());
+        if first < u16::MAX - 4 && free {
             return first;
         }
     }
