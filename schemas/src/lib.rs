@@ -50,13 +50,22 @@ pub async fn tenant_tx(
 /// # Errors
 /// The failing migration's error; it is rolled back and later ones are not tried.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {
+    migrate_to(pool, i64::MAX).await
+}
+
+/// Applies the migrations not applied yet up to version `last` (for tests of an upgrade
+/// from an older schema).
+///
+/// # Errors
+/// As [`migrate`].
+pub async fn migrate_to(pool: &PgPool, last: i64) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS gatehouse_migrations (\
            version bigint PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .execute(pool)
     .await?;
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v <= last) {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(7425001)")
             .execute(&mut *tx)

@@ -371,3 +371,50 @@ async fn a_running_worker_is_woken_by_the_commit() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documents_older_than_the_outbox_are_indexed_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+    let urls = cluster.provision("gatehouse").unwrap();
+    let owner = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&urls.owner_url)
+        .await
+        .unwrap();
+    let app = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&urls.app_url)
+        .await
+        .unwrap();
+    gatehouse_schemas::migrate_to(&owner, 5).await.unwrap();
+    let acme = tenant("acme");
+    let mut tx = gatehouse_schemas::tenant_tx(&app, &acme).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO folders (tenant_id, id, name, path, owner_id) VALUES ('acme', 'root', 'Root', '/root/', 'alice');\
+         INSERT INTO documents (tenant_id, id, folder_id, path, name, owner_id) VALUES ('acme', 'old', 'root', '/root/', 'Heirloom ledger', 'alice');",
+    )
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    gatehouse_schemas::migrate(&owner).await.unwrap();
+    let index = Arc::new(EmbeddedIndex::new(dir.path().join("index")));
+    Worker::new(app.clone(), Arc::new(index.clone()), None)
+        .drain(&acme)
+        .await
+        .unwrap();
+    let query = SearchQuery {
+        text: "heirloom".into(),
+        limit: 5,
+        ..SearchQuery::default()
+    };
+    assert_eq!(index.search(&acme, &query).await.unwrap().hits.len(), 1);
+    // The owner is back under FORCEd row-level security.
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+}
