@@ -26,6 +26,7 @@ mod exit {
 }
 
 mod audit;
+mod search;
 
 #[derive(Parser)]
 #[command(name = "platformctl", version, about = "Gatehouse control CLI")]
@@ -45,6 +46,9 @@ enum Command {
     /// The audit log: query decisions, verify the hash chains.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The search indexes: rebuild them from the database.
+    #[command(subcommand)]
+    Search(search::SearchCommand),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
             json,
         }) => decide(&bundle.bundle, &question, json),
         Command::Audit(command) => audit::run(command),
+        Command::Search(command) => search::run(command),
     };
     ExitCode::from(code)
 }

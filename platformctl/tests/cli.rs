@@ -128,3 +128,41 @@ fn decide_answers_one_request_with_exit_0_for_allow_and_1_for_deny() {
     let unknown = ask(r#"User::"nobody""#, "document:read");
     assert_eq!(unknown.status.code(), Some(2), "no tenant can be derived");
 }
+
+#[test]
+fn reindex_refuses_a_bad_tenant_and_an_unreachable_database_with_their_exit_codes() {
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://nobody@127.0.0.1:{refused_port}/none");
+    let out = platformctl(&[
+        "search",
+        "reindex",
+        "--database-url",
+        &url,
+        "--tenant",
+        "Not A Tenant",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = platformctl(&[
+        "search",
+        "reindex",
+        "--database-url",
+        &url,
+        "--tenant",
+        "acme",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

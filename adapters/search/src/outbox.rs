@@ -50,6 +50,31 @@ pub enum WorkerError {
     Store(String),
 }
 
+/// Asks for every document of `tenant` to be indexed again (after switching engines, or
+/// losing an index): one job each, in the tenant's transaction, and a notification so a
+/// running worker starts at once. The number of documents queued.
+///
+/// # Errors
+/// The database error.
+pub async fn request_reindex(pool: &PgPool, tenant: &TenantId) -> Result<u64, sqlx::Error> {
+    let mut tx = gatehouse_schemas::tenant_tx(pool, tenant).await?;
+    let queued = sqlx::query(
+        "INSERT INTO outbox (tenant_id, kind, document_id) \
+         SELECT tenant_id, 'index', id FROM documents WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(queued)
+}
+
 /// Drains the outbox into the index and the object store.
 pub struct Worker {
     pool: PgPool,

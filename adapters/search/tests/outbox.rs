@@ -239,6 +239,16 @@ async fn renames_moves_and_deletes_follow_and_deleted_contents_leave_the_store()
     let worker = w.worker();
     worker.drain(&acme).await.unwrap();
 
+    // A lost index is rebuilt from the database on request.
+    w.index.remove_tenant(&acme).await.unwrap();
+    assert!(w.found(&acme, "pelican").await.is_empty());
+    let queued = gatehouse_adapter_search::outbox::request_reindex(&w.app, &acme)
+        .await
+        .unwrap();
+    assert_eq!(queued, 1);
+    worker.drain(&acme).await.unwrap();
+    assert_eq!(w.found(&acme, "pelican").await, ["d1"]);
+
     // The text is kept: a rename re-indexes without the content (even if it vanished).
     w.contents.store.delete(&object).await.unwrap();
     w.as_tenant(
