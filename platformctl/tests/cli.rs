@@ -137,32 +137,16 @@ fn reindex_refuses_a_bad_tenant_and_an_unreachable_database_with_their_exit_code
         .unwrap()
         .port();
     let url = format!("postgres://nobody@127.0.0.1:{refused_port}/none");
-    let out = platformctl(&[
-        "search",
-        "reindex",
-        "--database-url",
-        &url,
-        "--tenant",
-        "Not A Tenant",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = platformctl(&[
-        "search",
-        "reindex",
-        "--database-url",
-        &url,
-        "--tenant",
-        "acme",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for (tenant, code) in [("Not A Tenant", 2), ("acme", 4)] {
+        let out = platformctl(&[
+            "search",
+            "reindex",
+            "--database-url",
+            &url,
+            "--tenant",
+            tenant,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{tenant}: {stderr}");
+    }
 }
