@@ -34,20 +34,30 @@ CREATE TABLE IF NOT EXISTS document_texts (
     FOREIGN KEY (tenant_id, document_id) REFERENCES documents (tenant_id, id) ON DELETE CASCADE
 );
 
-DO $$
+-- Puts a table under row-level security as every tenant table is (later migrations call it
+-- too): enabled, FORCEd so the owner is bound as well, and rows visible and writable only
+-- when their tenant_id is the transaction's app.tenant_id.
+CREATE OR REPLACE FUNCTION gatehouse_tenant_rls(tenant_table regclass) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
-    t text;
+    name text := (SELECT relname FROM pg_class WHERE oid = tenant_table);
 BEGIN
-    FOREACH t IN ARRAY ARRAY['outbox', 'document_texts'] LOOP
-        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
-        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('DROP POLICY IF EXISTS %I ON %I', t || '_by_tenant', t);
-        EXECUTE format(
-            'CREATE POLICY %I ON %I
-                 USING (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), ''''))
-                 WITH CHECK (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), ''''))',
-            t || '_by_tenant', t);
-    END LOOP;
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tenant_table);
+    EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', tenant_table);
+    EXECUTE format('DROP POLICY IF EXISTS %I ON %s', name || '_by_tenant', tenant_table);
+    EXECUTE format(
+        'CREATE POLICY %I ON %s
+             USING (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), ''''))
+             WITH CHECK (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), ''''))',
+        name || '_by_tenant', tenant_table);
+END;
+$$;
+
+SELECT gatehouse_tenant_rls('outbox');
+SELECT gatehouse_tenant_rls('document_texts');
+
+DO $$
+BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_app') THEN
         GRANT SELECT, INSERT, UPDATE, DELETE ON outbox, document_texts TO gatehouse_app;
     END IF;

@@ -97,25 +97,28 @@ async fn search(
             AdapterError::Unavailable
         })?;
     let ids: Vec<String> = found.hits.iter().map(|(id, _)| id.clone()).collect();
-    let rows = read_hits(&api.pool, &call, &ids).await?;
+    // Rows deleted since they were indexed are simply not read back (the outbox catches up).
+    let mut rows = read_hits(&api.pool, &call, &ids).await?;
+    let rank: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let rank_of = |row: &HitRow| rank.get(row.id.as_str()).copied().unwrap_or(usize::MAX);
+    rows.sort_by_key(rank_of);
     let row_ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     let permitted = api
         .decider
         .permitted(&call, "document:read", "Document", &row_ids)
         .await?;
-    let scores: HashMap<&str, Option<f32>> =
-        found.hits.iter().map(|(id, s)| (id.as_str(), *s)).collect();
-    let mut rows: HashMap<String, HitRow> = rows.into_iter().map(|r| (r.id.clone(), r)).collect();
-    let allowed: HashMap<&str, bool> = row_ids.iter().map(String::as_str).zip(permitted).collect();
     let mut hits = Vec::new();
     let mut withheld = 0;
-    for id in &ids {
-        match (rows.remove(id), allowed.get(id.as_str())) {
-            (Some(row), Some(true)) => {
-                hits.push(hit_json(row, scores.get(id.as_str()).copied().flatten()))
-            }
-            (Some(_), _) => withheld += 1,
-            (None, _) => {} // deleted since it was indexed: the outbox will catch up
+    for (row, allowed) in rows.into_iter().zip(permitted) {
+        if allowed {
+            let score = found.hits.get(rank_of(&row)).and_then(|(_, score)| *score);
+            hits.push(hit_json(row, score));
+        } else {
+            withheld += 1;
         }
     }
     Ok(Json(json!({
