@@ -6,6 +6,7 @@
 //! never a bare `String`, so that a function that must be scoped to a tenant says so in
 //! its signature and cannot be called without one.
 
+pub mod filter;
 pub mod forwarded;
 pub mod secret_file;
 mod tenant;

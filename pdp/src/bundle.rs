@@ -136,6 +136,7 @@ pub struct Bundle {
     actions: HashMap<EntityUid, Entity>,
     action_ancestors: HashMap<EntityUid, HashSet<EntityUid>>,
     slices: Slices,
+    required_attributes: HashMap<String, HashSet<String>>,
     warnings: Vec<Problem>,
 }
 
@@ -152,6 +153,7 @@ impl Bundle {
             dir: dir.clone(),
             problems: Vec::new(),
             hasher: Sha256::new(),
+            required_attributes: HashMap::new(),
         };
         let loaded = loader.load();
         match loaded {
@@ -208,6 +210,13 @@ impl Bundle {
     pub(crate) fn policies_for(&self, shape: &Shape) -> Option<&PolicySet> {
         self.slices.get(shape)
     }
+
+    /// Whether every entity of `entity_type` has `attr` (the schema requires it).
+    pub(crate) fn requires_attribute(&self, entity_type: &str, attr: &str) -> bool {
+        self.required_attributes
+            .get(entity_type)
+            .is_some_and(|attrs| attrs.contains(attr))
+    }
 }
 
 /// A link as written in the links file.
@@ -232,6 +241,7 @@ struct Loader {
     dir: PathBuf,
     problems: Vec<Problem>,
     hasher: Sha256,
+    required_attributes: HashMap<String, HashSet<String>>,
 }
 
 impl Loader {
@@ -279,6 +289,7 @@ impl Loader {
             .collect();
         let actions = action_entities.into_iter().map(|e| (e.uid(), e)).collect();
         let slices = Slices::build(&schema, &policies, &action_ancestors);
+        let required_attributes = std::mem::take(&mut self.required_attributes);
         let hash = format!("sha256:{:x}", std::mem::take(&mut self.hasher).finalize());
         Some(Bundle {
             id: BundleId {
@@ -293,6 +304,7 @@ impl Loader {
             actions,
             action_ancestors,
             slices,
+            required_attributes,
             warnings,
         })
     }
@@ -333,7 +345,10 @@ impl Loader {
     fn load_schema(&mut self, rel: &Path) -> Option<Schema> {
         let text = self.read(rel)?;
         match Schema::from_cedarschema_str(&text) {
-            Ok((schema, _warnings)) => Some(schema),
+            Ok((schema, _warnings)) => {
+                self.required_attributes = required_attributes(&text);
+                Some(schema)
+            }
             Err(e) => {
                 let line = first_label_line(&e, &text);
                 self.problem(rel, line, None, diagnostic_message(&e));
@@ -602,4 +617,34 @@ fn diagnostic_message(d: &dyn Diagnostic) -> String {
         Some(help) => format!("{d} (help: {help})"),
         None => d.to_string(),
     }
+}
+
+/// The attributes each entity type must have, by the type's full name (from the schema's
+/// JSON form, where an attribute is required unless it says `"required": false`).
+fn required_attributes(schema_text: &str) -> HashMap<String, HashSet<String>> {
+    let json = cedar_policy::SchemaFragment::from_cedarschema_str(schema_text)
+        .ok()
+        .and_then(|(fragment, _)| fragment.to_json_value().ok());
+    let Some(json) = json else {
+        return HashMap::new();
+    };
+    let mut required = HashMap::new();
+    for (namespace, fragment) in json.as_object().into_iter().flatten() {
+        for (name, entity_type) in fragment["entityTypes"].as_object().into_iter().flatten() {
+            let full = if namespace.is_empty() {
+                name.clone()
+            } else {
+                format!("{namespace}::{name}")
+            };
+            let attrs = entity_type["shape"]["attributes"].as_object();
+            let names = attrs
+                .into_iter()
+                .flatten()
+                .filter(|(_, a)| a["required"].as_bool() != Some(false))
+                .map(|(attr, _)| attr.clone())
+                .collect();
+            required.insert(full, names);
+        }
+    }
+    required
 }

@@ -9,14 +9,16 @@ use cedar_policy::{
     Request, Response,
 };
 use gatehouse_core::TenantId;
+use gatehouse_core::filter::Filter;
 use serde_json::{Map, Value, json};
 
 use crate::bundle::Bundle;
 use crate::current::CurrentBundle;
 use crate::decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
+use crate::filter::{ResourceFilter, ResourceQuery, leg_filter};
 use crate::request::AccessRequest;
 use crate::slices::Shape;
-use crate::store::{EntityStore, entity_attr, tenant_attr};
+use crate::store::{EntityStore, StoreError, entity_attr, tenant_attr};
 
 /// The decision point: the current bundle and Cedar's authorizer.
 #[derive(Debug)]
@@ -49,25 +51,59 @@ impl Pdp {
     pub async fn decide<S: EntityStore>(&self, store: &S, request: &AccessRequest) -> Decision {
         let started = Instant::now();
         let bundle = self.bundle.snapshot();
-        let mut uids = vec![
+        let uids = vec![
             request.principal.clone(),
             request.resource.clone(),
             tenant_uid(&request.tenant),
         ];
-        let mut entities = match store.load(&request.tenant, &uids).await {
-            Ok(found) => found,
-            Err(e) => return refused(&bundle, started, unavailable(e)),
-        };
-        if let Some(user) = delegating_user(&entities, &request.principal)
-            && entities.get(&user).is_none()
-        {
-            uids.push(user);
-            entities = match store.load(&request.tenant, &uids).await {
-                Ok(found) => found,
-                Err(e) => return refused(&bundle, started, unavailable(e)),
-            };
+        match load_with_delegating_user(store, request, uids).await {
+            Ok(entities) => self.evaluate(&bundle, request, &entities, started),
+            Err(e) => refused(&bundle, started, unavailable(e)),
         }
-        self.evaluate(&bundle, request, &entities, started)
+    }
+
+    /// Which resources of a type the principal may act on, as a filter (see
+    /// [`ResourceFilter`]): the policies evaluated with the resource unknown.
+    ///
+    /// A principal the store does not know, or one of another tenant, gets
+    /// [`Filter::Never`], as it would get a deny for every resource.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the entity store cannot be read (fail closed: no filter).
+    pub async fn resource_filter<S: EntityStore>(
+        &self,
+        store: &S,
+        query: &ResourceQuery,
+    ) -> Result<ResourceFilter, StoreError> {
+        let bundle = self.bundle.snapshot();
+        let request = query.as_access_request();
+        let uids = vec![request.principal.clone(), tenant_uid(&request.tenant)];
+        let entities = load_with_delegating_user(store, &request, uids).await?;
+        Ok(self.filter_with_entities(&bundle, query, &request, &entities))
+    }
+
+    fn filter_with_entities(
+        &self,
+        bundle: &Bundle,
+        query: &ResourceQuery,
+        request: &AccessRequest,
+        entities: &Entities,
+    ) -> ResourceFilter {
+        let Ok(user) = check_principals(request, entities) else {
+            return ResourceFilter::Exact(Filter::Never);
+        };
+        let delegation = user.as_ref().map(|u| (&request.principal, u));
+        let Ok(context) = self.contexts.get_or_build(bundle, request, delegation) else {
+            return ResourceFilter::Exact(Filter::Never);
+        };
+        let legs = std::iter::once(&request.principal).chain(user.as_ref());
+        let filters: Result<Vec<Filter>, _> = legs
+            .map(|principal| leg_filter(bundle, principal, query, &context, entities))
+            .collect();
+        match filters {
+            Ok(filters) => ResourceFilter::Exact(Filter::all(filters)),
+            Err(reason) => ResourceFilter::Untranslatable { reason },
+        }
     }
 
     /// Decides `request` with the given entities, which must hold the principal, the
@@ -401,7 +437,7 @@ fn refused(bundle: &Bundle, started: Instant, error: DecisionError) -> Decision 
     finish(bundle, started, Effect::Deny, Vec::new(), vec![error], None)
 }
 
-fn unavailable(e: crate::store::StoreError) -> DecisionError {
+fn unavailable(e: StoreError) -> DecisionError {
     DecisionError::StoreUnavailable {
         message: e.to_string(),
     }
@@ -436,4 +472,20 @@ fn entity_json(uid: &EntityUid) -> Value {
 fn rfc3339_utc(t: SystemTime) -> String {
     let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     gatehouse_core::time::format_rfc3339(since.as_secs() as i64)
+}
+
+/// Loads `uids` (with their ancestors) and, for an agent, the user it acts for.
+async fn load_with_delegating_user<S: EntityStore>(
+    store: &S,
+    request: &AccessRequest,
+    mut uids: Vec<EntityUid>,
+) -> Result<Arc<Entities>, StoreError> {
+    let entities = store.load(&request.tenant, &uids).await?;
+    match delegating_user(&entities, &request.principal) {
+        Some(user) if entities.get(&user).is_none() => {
+            uids.push(user);
+            store.load(&request.tenant, &uids).await
+        }
+        _ => Ok(entities),
+    }
 }

@@ -17,11 +17,14 @@
 //!   principal, a policy that errors, an unreachable store) is a deny, never an allow.
 //! - [`Decision`]: the answer, with the determining policies, the errors, the bundle that
 //!   decided and how long it took.
+//! - [`ResourceFilter`]: for lists and searches, which resources of a type a principal may
+//!   act on, as a [`gatehouse_core::filter::Filter`] the adapters turn into queries.
 
 mod bundle;
 mod current;
 mod decision;
 mod engine;
+mod filter;
 mod request;
 mod slices;
 mod store;
@@ -30,6 +33,7 @@ pub use bundle::{Bundle, BundleError, BundleId, Manifest, PolicySource, Problem}
 pub use current::CurrentBundle;
 pub use decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
 pub use engine::Pdp;
+pub use filter::{ResourceFilter, ResourceQuery};
 pub use request::{AccessRequest, RequestError};
 pub use store::{EntityStore, MemoryStore, StoreError, tenant_of};
 
