@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_adapter_blobs::api::{ContentApi, SizeLimits};
 use gatehouse_adapter_blobs::{BlobStore, KeyRing, MasterKey, S3Settings};
-use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider};
+use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider, FilterEvent};
 use gatehouse_adapter_pg::DocumentsApi;
 use gatehouse_audit::AuditWriter;
+use gatehouse_core::filter::Filter;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_core::secret_file::create_secret_file;
-use gatehouse_pdp::{AccessRequest, Pdp};
+use gatehouse_pdp::{AccessRequest, Decision, DecisionError, Pdp, ResourceFilter, ResourceQuery};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
@@ -25,6 +26,7 @@ use gatehouse_adapter_search::outbox::{Contents, Worker};
 use gatehouse_adapter_search::{EmbeddedIndex, MeiliIndex, SearchIndex};
 
 use crate::config::{BlobsConfig, SearchConfig, SearchEngine, resolve_secret};
+use crate::metrics;
 use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
 
 /// Builds an adapter's router; called once its runtime runs (database pools need one).
@@ -344,6 +346,8 @@ pub struct PdpDecider {
     pub audit: AuditWriter,
     /// The adapter, for the audit record's route.
     pub route: &'static str,
+    /// The share of filtered pages checked again item by item.
+    pub postcheck_sample_rate: f64,
 }
 
 impl PdpDecider {
@@ -389,17 +393,7 @@ impl Decider for PdpDecider {
     ) -> Result<(), AdapterError> {
         let request = Self::request(call, action, resource_type, id)?;
         let decision = self.pdp.decide(&self.store, &request).await;
-        let decision_id = new_decision_id();
-        let record = decision_record(
-            &request.tenant,
-            UidTexts::of(&request),
-            &decision,
-            decision_id.clone(),
-            call.context().trace_id.clone(),
-            None,
-            self.route,
-        );
-        audit_and_count(&self.audit, &decision, record);
+        let decision_id = self.audit(call, &request, &decision);
         if decision.is_allowed() {
             return Ok(());
         }
@@ -429,5 +423,82 @@ impl Decider for PdpDecider {
             permitted.push(decision.is_allowed());
         }
         Ok(permitted)
+    }
+
+    async fn filter(
+        &self,
+        call: &Call,
+        action: &str,
+        resource_type: &str,
+    ) -> Result<Option<Filter>, AdapterError> {
+        let request = Self::request(call, action, resource_type, "")?;
+        let query = ResourceQuery {
+            tenant: request.tenant,
+            principal: request.principal,
+            action: request.action,
+            resource_type: request.resource.type_name().clone(),
+            acting_for: request.acting_for,
+            context: request.context,
+        };
+        match self.pdp.resource_filter(&self.store, &query).await {
+            Ok(ResourceFilter::Exact(filter)) => Ok(Some(filter)),
+            Ok(ResourceFilter::Untranslatable { reason }) => {
+                let adapter = self.route;
+                self.report(call, FilterEvent::Fallback { adapter, reason })
+                    .await;
+                Ok(None)
+            }
+            Err(_) => Err(AdapterError::Unavailable),
+        }
+    }
+
+    fn sample_postcheck(&self) -> bool {
+        self.postcheck_sample_rate >= 1.0 || rand::random::<f64>() < self.postcheck_sample_rate
+    }
+
+    async fn report(&self, call: &Call, event: FilterEvent) {
+        let tenant = call.tenant().as_str();
+        match event {
+            FilterEvent::Fallback { adapter, reason } => {
+                metrics::FILTER_FALLBACKS
+                    .with_label_values(&[tenant, adapter])
+                    .inc();
+                tracing::warn!(target: "gatehouse::filter", tenant, adapter, reason, "no filter for these policies: deciding item by item");
+            }
+            FilterEvent::Mismatch {
+                action,
+                resource_type,
+                id,
+            } => {
+                metrics::FILTER_MISMATCHES
+                    .with_label_values(&[tenant])
+                    .inc();
+                tracing::error!(target: "gatehouse::filter", tenant, action, resource_type, id, "a filtered item is denied by the policies: withheld");
+                let Ok(request) = Self::request(call, &action, &resource_type, &id) else {
+                    return;
+                };
+                let mut decision = self.pdp.decide(&self.store, &request).await;
+                decision.errors.push(DecisionError::FilterMismatch);
+                self.audit(call, &request, &decision);
+            }
+        }
+    }
+}
+
+impl PdpDecider {
+    /// Audits `decision` on `request` for `call`; returns the decision id.
+    fn audit(&self, call: &Call, request: &AccessRequest, decision: &Decision) -> String {
+        let decision_id = new_decision_id();
+        let record = decision_record(
+            &request.tenant,
+            UidTexts::of(request),
+            decision,
+            decision_id.clone(),
+            call.context().trace_id.clone(),
+            None,
+            self.route,
+        );
+        audit_and_count(&self.audit, decision, record);
+        decision_id
     }
 }

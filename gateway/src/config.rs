@@ -60,9 +60,14 @@ pub struct Config {
 
 /// Adapter services run by `gatehouse` itself (each is also an upstream: name it in an
 /// `[[upstream]]` with the same address and route to it).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptersConfig {
+    /// The share of filtered pages (lists, searches) whose items are each decided again
+    /// after filtering, from 0.0 to 1.0; an item the decision point then denies is withheld
+    /// and audited. 1.0 (every page) unless set lower.
+    #[serde(default = "every_page")]
+    pub postcheck_sample_rate: f64,
     /// The PostgreSQL documents adapter (folders, documents, versions).
     #[serde(default)]
     pub documents: Option<AdapterConfig>,
@@ -72,6 +77,21 @@ pub struct AdaptersConfig {
     /// The search adapter (and the outbox worker that indexes documents).
     #[serde(default)]
     pub search: Option<SearchConfig>,
+}
+
+impl Default for AdaptersConfig {
+    fn default() -> Self {
+        Self {
+            postcheck_sample_rate: every_page(),
+            documents: None,
+            blobs: None,
+            search: None,
+        }
+    }
+}
+
+fn every_page() -> f64 {
+    1.0
 }
 
 /// The search adapter: where it listens and which engine holds the indexes.

@@ -32,6 +32,27 @@ pub static DECISIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("the metric registers once")
 });
 
+/// Lists and searches that could not use a compiled filter and decided item by item, by
+/// adapter.
+pub static FILTER_FALLBACKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_filter_fallbacks_total",
+        "Lists and searches decided item by item because no filter could express the policies.",
+        &["tenant", "adapter"]
+    )
+    .expect("the metric registers once")
+});
+
+/// Items a compiled filter let through that the decision point denied (withheld).
+pub static FILTER_MISMATCHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "gatehouse_filter_mismatches_total",
+        "Items a compiled filter let through but the decision point denied (withheld, audited).",
+        &["tenant"]
+    )
+    .expect("the metric registers once")
+});
+
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
     0.25, 1.0,

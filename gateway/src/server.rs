@@ -172,6 +172,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             store: gateway.store.clone(),
             audit: gateway.audit.clone(),
             route: "adapter:documents",
+            postcheck_sample_rate: config.adapters.postcheck_sample_rate,
         });
         let documents = AdapterService::documents(
             &adapter.listen,
@@ -204,6 +205,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             store: gateway.store.clone(),
             audit: gateway.audit.clone(),
             route: "adapter:search",
+            postcheck_sample_rate: config.adapters.postcheck_sample_rate,
         });
         let adapter = AdapterService::search(
             search,

@@ -86,6 +86,10 @@ pub enum DecisionError {
         /// The evaluation error.
         message: String,
     },
+    /// A compiled filter let this resource through, but the decision is a deny: the item
+    /// was withheld (recorded by the adapter's post-check).
+    #[error("the list filter let through a resource the policies deny")]
+    FilterMismatch,
     /// The entity store could not be reached.
     #[error("entity store unavailable: {message}")]
     StoreUnavailable {
@@ -106,6 +110,7 @@ impl DecisionError {
             Self::InvalidRequest { .. } => "invalid_request",
             Self::InvalidEntities { .. } => "invalid_entities",
             Self::PolicyEvaluation { .. } => "policy_evaluation",
+            Self::FilterMismatch => "filter_mismatch",
             Self::StoreUnavailable { .. } => "store_unavailable",
         }
     }

@@ -12,5 +12,5 @@ mod decider;
 mod error;
 
 pub use context::{Call, ContextGuard, entity_uid};
-pub use decider::Decider;
+pub use decider::{Decider, FilterEvent};
 pub use error::AdapterError;

@@ -18,9 +18,10 @@ use sqlx::PgPool;
 use crate::TenantTx;
 use crate::bulk::{self, Items, Operation, Outcome};
 use crate::comments::{self, Comment};
-use crate::documents::{self, Document, DocumentChange, NewDocument};
+use crate::documents::{self, Document, DocumentChange, NewDocument, Scope};
 use crate::folders::{self, Folder};
 use crate::input::{self, PageQuery};
+use crate::listing::{self, ReadableDocuments};
 use crate::shares::{self, Grantee, NewLink, Share};
 
 /// The adapter's state: the database (as the application role), the context guard, and
@@ -68,6 +69,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("POST", "/folders/{id}/folders", "folder:create", "Folder"),
     ("GET", "/folders/{id}/documents", "folder:read", "Folder"),
     ("POST", "/folders/{id}/documents", "folder:create", "Folder"),
+    ("GET", "/documents", "document:list", "Tenant"),
     ("GET", "/documents/{id}", "document:read", "Document"),
     ("PATCH", "/documents/{id}", "document:write", "Document"),
     ("DELETE", "/documents/{id}", "document:delete", "Document"),
@@ -101,6 +103,7 @@ pub fn router(api: Arc<DocumentsApi>) -> Router {
             "/folders/{id}/documents",
             get(list_documents).post(create_document),
         )
+        .route("/documents", get(readable_documents))
         .route(
             "/documents/{id}",
             get(get_document)
@@ -238,12 +241,57 @@ async fn list_documents(
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
     headers: HeaderMap,
-) -> Answer<Json<Listing<Document>>> {
-    let (_, mut tx) = api.begin(&headers, "folder:read", "Folder", &id).await?;
+) -> Answer<Json<ReadableDocuments>> {
+    let (call, mut tx) = api.begin(&headers, "folder:read", "Folder", &id).await?;
     let page = page_query(query)?.page()?;
-    let items = documents::in_folder(&mut tx, &id, &page).await?;
-    let next_cursor = full_page(&items, page.limit).map(|d| input::next_cursor(&d.name, &d.id));
-    Ok(Json(Listing { items, next_cursor }))
+    let scope = Scope::Folder(id);
+    let listing =
+        listing::readable_documents(api.decider.as_ref(), &call, &mut tx, &scope, &page, false)
+            .await?;
+    Ok(Json(listing))
+}
+
+/// `GET /documents`: the documents of the tenant (or of a folder, or of a subtree) that
+/// the principal may read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentsQuery {
+    /// Only the documents directly in this folder.
+    folder: Option<String>,
+    /// Only the documents in this folder or below it.
+    under: Option<String>,
+    /// Also count them all.
+    #[serde(default)]
+    count: bool,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+async fn readable_documents(
+    State(api): Api,
+    query: Result<Query<DocumentsQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<ReadableDocuments>> {
+    let call = api.guard.admit(&headers)?;
+    call.expect("document:list", "Tenant", call.tenant().as_str())?;
+    let Query(q) =
+        query.map_err(|e| AdapterError::InvalidInput(format!("query: {}", e.body_text())))?;
+    let page = PageQuery::new(q.limit, q.cursor).page()?;
+    let scope = match (q.folder, q.under) {
+        (None, None) => Scope::Tenant,
+        (Some(folder), None) => Scope::Folder(folder),
+        (None, Some(under)) => Scope::Under(under),
+        (Some(_), Some(_)) => {
+            return Err(AdapterError::InvalidInput(
+                "folder or under, not both".into(),
+            ));
+        }
+    };
+    let mut tx = TenantTx::begin(&api.pool, call.tenant()).await?;
+    let listing =
+        listing::readable_documents(api.decider.as_ref(), &call, &mut tx, &scope, &page, q.count)
+            .await?;
+    Ok(Json(listing))
 }
 
 /// The last item of a full page (there may be more after it).

@@ -5,8 +5,11 @@ use gatehouse_adapter_kit::AdapterError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use sqlx::{Postgres, QueryBuilder};
+
 use crate::TenantTx;
 use crate::entities;
+use crate::filter::RowFilter;
 use crate::folders;
 use crate::input::{self, Page};
 
@@ -232,27 +235,79 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(), AdapterError> {
     entities::delete(tx, "Document", &[id.to_string()]).await
 }
 
-/// One page of the documents in `folder_id`, by name.
-pub async fn in_folder(
+/// Where a list of documents looks.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The whole tenant.
+    Tenant,
+    /// The documents directly in this folder.
+    Folder(String),
+    /// The documents in this folder or below it.
+    Under(String),
+}
+
+/// One page of the documents in `scope` that `access` lets through, by name.
+pub async fn listed(
     tx: &mut TenantTx,
-    folder_id: &str,
+    scope: &Scope,
+    access: &RowFilter,
     page: &Page,
 ) -> Result<Vec<Document>, AdapterError> {
-    folders::path(tx, folder_id).await?;
-    let (after_name, after_id) = page.after.clone().unzip();
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE tenant_id = $1 AND folder_id = $2 \
-           AND ($3::text IS NULL OR (name, id) > ($3, $4)) \
-         ORDER BY name, id LIMIT $5"
-    ))
-    .bind(tx.tenant())
-    .bind(folder_id)
-    .bind(after_name)
-    .bind(after_id)
-    .bind(page.limit)
-    .fetch_all(&mut *tx.tx)
-    .await
-    .map_err(|e| AdapterError::from_db(e, "document"))
+    let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM documents WHERE "));
+    push_conditions(tx, &mut sql, scope, access).await?;
+    if let Some((name, id)) = &page.after {
+        sql.push(" AND (name, id) > (")
+            .push_bind(name.clone())
+            .push(", ")
+            .push_bind(id.clone())
+            .push(")");
+    }
+    sql.push(" ORDER BY name, id LIMIT ").push_bind(page.limit);
+    sql.build_query_as()
+        .fetch_all(&mut *tx.tx)
+        .await
+        .map_err(|e| AdapterError::from_db(e, "document"))
+}
+
+/// How many documents in `scope` `access` lets through.
+pub async fn count(
+    tx: &mut TenantTx,
+    scope: &Scope,
+    access: &RowFilter,
+) -> Result<i64, AdapterError> {
+    let mut sql = QueryBuilder::new("SELECT count(*) FROM documents WHERE ");
+    push_conditions(tx, &mut sql, scope, access).await?;
+    sql.build_query_scalar()
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(|e| AdapterError::from_db(e, "document"))
+}
+
+/// The tenant (always, besides row-level security), the scope and the access filter.
+async fn push_conditions(
+    tx: &mut TenantTx,
+    sql: &mut QueryBuilder<'_, Postgres>,
+    scope: &Scope,
+    access: &RowFilter,
+) -> Result<(), AdapterError> {
+    sql.push("tenant_id = ").push_bind(tx.tenant());
+    match scope {
+        Scope::Tenant => {}
+        Scope::Folder(id) => {
+            folders::path(tx, id).await?;
+            sql.push(" AND folder_id = ").push_bind(id.clone());
+        }
+        Scope::Under(id) => {
+            let (lower, upper) = folders::subtree(&folders::path(tx, id).await?);
+            sql.push(" AND path ~>=~ ")
+                .push_bind(lower)
+                .push(" AND path ~<~ ")
+                .push_bind(upper);
+        }
+    }
+    sql.push(" AND ");
+    access.push_sql(sql);
+    Ok(())
 }
 
 const VERSION_COLUMNS: &str =

@@ -102,6 +102,11 @@ pub struct Page {
 struct Cursor(String, String);
 
 impl PageQuery {
+    /// A page query from its parts.
+    pub fn new(limit: Option<i64>, cursor: Option<String>) -> Self {
+        Self { limit, cursor }
+    }
+
     /// The page asked for.
     ///
     /// # Errors

@@ -1,5 +1,6 @@
 //! The demo data: the folders and documents of a Cedar entities file (such as
-//! `policy-tests/fixtures/three-tenants.json`) as rows of the adapter's tables.
+//! `policy-tests/fixtures/three-tenants.json`) as rows of the adapter's tables, with the
+//! shares their grant parents stand for.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -90,7 +91,47 @@ pub async fn import<'a>(owner: &PgPool, entities: &'a [Value]) -> Result<usize, 
             .await?;
             written += 1;
         }
+        for item in &items {
+            written += import_shares(&mut tx, &tenant, item).await?;
+        }
         tx.commit().await?;
+    }
+    Ok(written)
+}
+
+/// The `shares` rows of an entity's grant parents (`Grant::"user:sam/viewer"`), so the
+/// table says what the entities say.
+async fn import_shares(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tenant: &TenantId,
+    entity: &Value,
+) -> Result<usize, sqlx::Error> {
+    let grants = entity["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] == "Grant")
+        .filter_map(|p| p["id"].as_str());
+    let mut written = 0;
+    for node in grants {
+        let Some((kind, grantee, role)) = crate::filter::grant_parts(node) else {
+            continue;
+        };
+        sqlx::query(
+            "INSERT INTO shares (tenant_id, id, resource_type, resource_id, grantee_type, grantee_id, role, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(tenant.as_str())
+        .bind(format!("seed-{}-{node}", id(entity)))
+        .bind(entity["uid"]["type"].as_str().unwrap_or_default())
+        .bind(id(entity))
+        .bind(kind)
+        .bind(grantee)
+        .bind(role)
+        .bind(owner_id(entity))
+        .execute(&mut **tx)
+        .await?;
+        written += 1;
     }
     Ok(written)
 }
