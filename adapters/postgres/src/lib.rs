@@ -16,7 +16,7 @@ pub mod entities;
 pub mod filter;
 mod folders;
 mod input;
-mod listing;
+pub mod listing;
 pub mod seed;
 mod shares;
 mod tx;

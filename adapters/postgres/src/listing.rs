@@ -60,18 +60,23 @@ pub async fn readable_documents(
     page: &Page,
     with_total: bool,
 ) -> Result<ReadableDocuments, AdapterError> {
-    match access(decider, call, tx).await? {
+    match read_access(decider, call, tx, "documents").await? {
         Some(access) => compiled(decider, call, tx, scope, &access, page, with_total).await,
         None => item_by_item(decider, call, tx, scope, page).await,
     }
 }
 
-/// The call's read filter in this adapter's terms; `None` when it cannot be had (the
-/// fallback is reported).
-async fn access(
+/// The documents `call`'s principal may read, as a filter over `documents` rows; `None`
+/// when the policies cannot be compiled into one (the fallback is then reported, in the
+/// name of `adapter`) and each document must be decided on its own.
+///
+/// # Errors
+/// [`AdapterError::Unavailable`] when no filter can be made; the database's errors.
+pub async fn read_access(
     decider: &dyn Decider,
     call: &Call,
     tx: &mut TenantTx,
+    adapter: &'static str,
 ) -> Result<Option<RowFilter>, AdapterError> {
     let Some(compiled) = decider.filter(call, READ, DOCUMENT).await? else {
         return Ok(None);
@@ -80,14 +85,38 @@ async fn access(
         Ok(rows) => Ok(Some(rows)),
         Err(ResolveError::Database(e)) => Err(e),
         Err(ResolveError::Untranslatable(reason)) => {
-            let event = FilterEvent::Fallback {
-                adapter: "documents",
-                reason,
-            };
+            let event = FilterEvent::Fallback { adapter, reason };
             decider.report(call, event).await;
             Ok(None)
         }
     }
+}
+
+/// Which of `ids` the principal may read, decided one by one. With `report`, each denied
+/// one is a filter mismatch (the filter had let it through): reported and audited.
+///
+/// # Errors
+/// [`AdapterError::Unavailable`] when no decision can be made.
+pub async fn postcheck_reads(
+    decider: &dyn Decider,
+    call: &Call,
+    ids: &[String],
+    report: bool,
+) -> Result<Vec<bool>, AdapterError> {
+    let permitted = decider.permitted(call, READ, DOCUMENT, ids).await?;
+    if report {
+        for (id, allowed) in ids.iter().zip(&permitted) {
+            if !allowed {
+                let event = FilterEvent::Mismatch {
+                    action: READ.into(),
+                    resource_type: DOCUMENT.into(),
+                    id: id.clone(),
+                };
+                decider.report(call, event).await;
+            }
+        }
+    }
+    Ok(permitted)
 }
 
 async fn compiled(
@@ -123,21 +152,12 @@ async fn postcheck(
     items: Vec<Document>,
 ) -> Result<Vec<Document>, AdapterError> {
     let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
-    let permitted = decider.permitted(call, READ, DOCUMENT, &ids).await?;
-    let mut kept = Vec::with_capacity(items.len());
-    for (item, allowed) in items.into_iter().zip(permitted) {
-        if allowed {
-            kept.push(item);
-            continue;
-        }
-        let event = FilterEvent::Mismatch {
-            action: READ.into(),
-            resource_type: DOCUMENT.into(),
-            id: item.id,
-        };
-        decider.report(call, event).await;
-    }
-    Ok(kept)
+    let permitted = postcheck_reads(decider, call, &ids, true).await?;
+    Ok(items
+        .into_iter()
+        .zip(permitted)
+        .filter_map(|(item, allowed)| allowed.then_some(item))
+        .collect())
 }
 
 /// The fallback: candidate rows in order, each decided, until the page is full, the scope

@@ -1,9 +1,12 @@
 //! The search API, behind the gateway: `GET /search` within the caller's tenant.
 //!
-//! The index answers with ids; the documents are then read from PostgreSQL under
-//! row-level security (the truth: a document deleted a moment ago is not shown), and each
-//! hit is checked with the decision point for `document:read`, so a page holds only what
-//! the principal may read. Hits withheld are counted in the answer.
+//! The searcher's read policy, compiled by the decision point and resolved against the
+//! documents' folders and shares, is part of the engine's query: pages, totals and facets
+//! hold only documents the searcher may read. The index answers with ids; the documents
+//! are then read from PostgreSQL under row-level security (the truth: a document deleted
+//! a moment ago is not shown), and checked again with the decision point at the post-check
+//! sample rate (every hit when the policies could not be compiled). Hits withheld are
+//! counted in the answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,12 +16,15 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider};
+use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider, FilterEvent};
+use gatehouse_adapter_pg::TenantTx;
+use gatehouse_adapter_pg::filter::RowFilter;
+use gatehouse_adapter_pg::listing::{Filtering, postcheck_reads, read_access};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::extract::Kind;
-use crate::index::{SearchIndex, SearchQuery, Sort};
+use crate::index::{Found, SearchIndex, SearchQuery, Sort, indexable};
 
 /// The routes, as (method, path, Cedar action, resource type).
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[("GET", "/search", "search:query", "Tenant")];
@@ -87,15 +93,22 @@ async fn search(
 ) -> Result<Json<Value>, AdapterError> {
     let call = api.guard.admit(&headers)?;
     call.expect("search:query", "Tenant", call.tenant().as_str())?;
-    let query = parse_query(raw.as_deref().unwrap_or_default())?;
-    let found = api
-        .index
-        .search(call.tenant(), &query)
-        .await
-        .map_err(|e| {
+    let mut query = parse_query(raw.as_deref().unwrap_or_default())?;
+    let filtering = match access(&api, &call).await? {
+        Some(access) => {
+            query.access = access;
+            Filtering::Compiled
+        }
+        None => Filtering::ItemByItem,
+    };
+    let found = if query.access == RowFilter::Never {
+        Found::default()
+    } else {
+        api.index.search(call.tenant(), &query).await.map_err(|e| {
             tracing::error!(target: "gatehouse::search", tenant = %call.tenant(), error = %e, "search failed");
             AdapterError::Unavailable
-        })?;
+        })?
+    };
     let ids: Vec<String> = found.hits.iter().map(|(id, _)| id.clone()).collect();
     // Rows deleted since they were indexed are simply not read back (the outbox catches up).
     let mut rows = read_hits(&api.pool, &call, &ids).await?;
@@ -107,10 +120,14 @@ async fn search(
     let rank_of = |row: &HitRow| rank.get(row.id.as_str()).copied().unwrap_or(usize::MAX);
     rows.sort_by_key(rank_of);
     let row_ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-    let permitted = api
-        .decider
-        .permitted(&call, "document:read", "Document", &row_ids)
-        .await?;
+    // Unfiltered hits are always decided; filtered ones at the sample rate, where a deny
+    // is a mismatch of the filter.
+    let compiled = filtering == Filtering::Compiled;
+    let permitted = if !compiled || api.decider.sample_postcheck() {
+        postcheck_reads(api.decider.as_ref(), &call, &row_ids, compiled).await?
+    } else {
+        vec![true; row_ids.len()]
+    };
     let mut hits = Vec::new();
     let mut withheld = 0;
     for (row, allowed) in rows.into_iter().zip(permitted) {
@@ -128,7 +145,27 @@ async fn search(
         "hits": hits,
         "withheld": withheld,
         "facets": found.facets,
+        "filtering": filtering,
     })))
+}
+
+/// The searcher's read access as a filter the engines apply; `None` when the policies or
+/// the index cannot express it (reported): hits are then decided one by one, and totals
+/// and facets count documents the searcher may not read.
+async fn access(api: &SearchApi, call: &Call) -> Result<Option<RowFilter>, AdapterError> {
+    let mut tx = TenantTx::begin(&api.pool, call.tenant()).await?;
+    let Some(access) = read_access(api.decider.as_ref(), call, &mut tx, "search").await? else {
+        return Ok(None);
+    };
+    if let Err(reason) = indexable(&access) {
+        let event = FilterEvent::Fallback {
+            adapter: "search",
+            reason,
+        };
+        api.decider.report(call, event).await;
+        return Ok(None);
+    }
+    Ok(Some(access))
 }
 
 async fn read_hits(

@@ -8,13 +8,16 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gatehouse_adapter_pg::filter::RowFilter;
 use gatehouse_core::TenantId;
 use serde_json::json;
 use tantivy::aggregation::AggregationCollector;
 use tantivy::aggregation::agg_req::Aggregations;
 use tantivy::aggregation::agg_result::AggregationResults;
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TEXT, TantivyDocument, Value,
 };
@@ -314,7 +317,52 @@ impl Fields {
                 ));
             }
         }
+        clauses.push((Occur::Must, self.access(&q.access)));
         BooleanQuery::new(clauses)
+    }
+
+    /// The access filter as a query (see [`crate::index::indexable`]; a term the index
+    /// does not hold matches nothing: fail closed).
+    fn access(&self, access: &RowFilter) -> Box<dyn Query> {
+        let term = |field, value: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let combined = |occur: Occur, parts: Vec<Box<dyn Query>>| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                parts.into_iter().map(|p| (occur, p)).collect(),
+            ))
+        };
+        match access {
+            RowFilter::Always => Box::new(AllQuery),
+            RowFilter::All(parts) => {
+                combined(Occur::Must, parts.iter().map(|p| self.access(p)).collect())
+            }
+            RowFilter::Any(parts) => combined(
+                Occur::Should,
+                parts.iter().map(|p| self.access(p)).collect(),
+            ),
+            RowFilter::Not(inner) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, Box::new(AllQuery)),
+                (Occur::MustNot, self.access(inner)),
+            ])),
+            RowFilter::Owner(owner) => term(self.owner, owner),
+            RowFilter::Classification(c) => term(self.classification, c),
+            RowFilter::Ids(ids) => combined(
+                Occur::Should,
+                ids.iter().map(|id| term(self.id, id)).collect(),
+            ),
+            RowFilter::Under(subtrees) => combined(
+                Occur::Should,
+                subtrees
+                    .iter()
+                    .map(|s| term(self.folders, &s.folder_id))
+                    .collect(),
+            ),
+            RowFilter::Never | RowFilter::LegalHold(_) | RowFilter::Name(_) => Box::new(EmptyQuery),
+        }
     }
 }
 

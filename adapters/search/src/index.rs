@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use gatehouse_adapter_pg::filter::RowFilter;
 use gatehouse_core::TenantId;
 use serde::Serialize;
 
@@ -48,7 +49,7 @@ pub enum Sort {
 }
 
 /// A search within one tenant.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SearchQuery {
     /// The words to find (all of them) in names and texts; empty matches every document.
     pub text: String,
@@ -68,12 +69,56 @@ pub struct SearchQuery {
     pub updated_from: Option<DateTime<Utc>>,
     /// Changed before.
     pub updated_until: Option<DateTime<Utc>>,
+    /// Which documents the searcher may read (the read policy, compiled and resolved to
+    /// documents and folders): applied inside the engine, so totals, facets and pages hold
+    /// only readable documents. Must be [`indexable`].
+    pub access: RowFilter,
     /// The order.
     pub sort: Sort,
     /// How many matches to skip.
     pub offset: usize,
     /// How many to return (at least 1).
     pub limit: usize,
+}
+
+impl Default for SearchQuery {
+    fn default() -> Self {
+        Self {
+            text: String::new(),
+            owners: Vec::new(),
+            tags: Vec::new(),
+            kinds: Vec::new(),
+            folder: None,
+            created_from: None,
+            created_until: None,
+            updated_from: None,
+            updated_until: None,
+            access: RowFilter::Always,
+            sort: Sort::default(),
+            offset: 0,
+            limit: 1,
+        }
+    }
+}
+
+/// Whether an access filter can be applied by the engines: the index holds ids, folders,
+/// owners and classifications, not legal holds or exact names.
+///
+/// # Errors
+/// What the index does not hold.
+pub fn indexable(access: &RowFilter) -> Result<(), String> {
+    match access {
+        RowFilter::All(parts) | RowFilter::Any(parts) => parts.iter().try_for_each(indexable),
+        RowFilter::Not(inner) => indexable(inner),
+        RowFilter::LegalHold(_) => Err("the index holds no legal hold".into()),
+        RowFilter::Name(_) => Err("the index holds no exact name".into()),
+        RowFilter::Always
+        | RowFilter::Never
+        | RowFilter::Owner(_)
+        | RowFilter::Classification(_)
+        | RowFilter::Ids(_)
+        | RowFilter::Under(_) => Ok(()),
+    }
 }
 
 /// Counts of matching documents by value, for each facet.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use gatehouse_adapter_pg::filter::RowFilter;
 use gatehouse_core::TenantId;
 use meilisearch_sdk::client::Client;
 use meilisearch_sdk::documents::DocumentDeletionQuery;
@@ -31,6 +32,7 @@ const FILTERABLE: &[&str] = &[
     "id",
     "folders",
     "owner",
+    "classification",
     "tags",
     "type",
     "created_at",
@@ -167,7 +169,35 @@ fn filter(tenant: &TenantId, q: &SearchQuery) -> String {
             clauses.push(format!("{attribute} {operator} {}", at.timestamp_micros()));
         }
     }
+    if q.access != RowFilter::Always {
+        clauses.push(access_filter(&q.access));
+    }
     clauses.join(" AND ")
+}
+
+/// The access filter as a filter expression (see [`crate::index::indexable`]; a term the
+/// index does not hold matches nothing: fail closed).
+fn access_filter(access: &RowFilter) -> String {
+    let joined = |parts: &[RowFilter], op: &str| {
+        let parts: Vec<String> = parts.iter().map(access_filter).collect();
+        format!("({})", parts.join(op))
+    };
+    match access {
+        RowFilter::Always => "tenant EXISTS".into(),
+        RowFilter::All(parts) => joined(parts, " AND "),
+        RowFilter::Any(parts) => joined(parts, " OR "),
+        RowFilter::Not(inner) => format!("NOT ({})", access_filter(inner)),
+        RowFilter::Owner(owner) => format!("owner = {}", quoted(owner)),
+        RowFilter::Classification(c) => format!("classification = {}", quoted(c)),
+        RowFilter::Ids(ids) => any_of("id", ids),
+        RowFilter::Under(subtrees) => {
+            let folders: Vec<String> = subtrees.iter().map(|s| s.folder_id.clone()).collect();
+            any_of("folders", &folders)
+        }
+        RowFilter::Never | RowFilter::LegalHold(_) | RowFilter::Name(_) => {
+            "NOT tenant EXISTS".into()
+        }
+    }
 }
 
 fn top_counts(

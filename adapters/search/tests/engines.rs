@@ -1,5 +1,5 @@
 //! The same behaviour from both engines: words, filters, facets, order, pages, updates,
-//! deletes, and tenants kept apart. The embedded engine always runs; Meilisearch runs when
+//! deletes, read-policy filters, and tenants kept apart. The embedded engine always runs; Meilisearch runs when
 //! MEILISEARCH_URL is set (and MEILISEARCH_KEY if it needs one), and says it was skipped
 //! otherwise.
 
@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use gatehouse_adapter_pg::filter::{RowFilter, Subtree};
 use gatehouse_adapter_search::{
     EmbeddedIndex, IndexedDocument, MeiliIndex, SearchIndex, SearchQuery, Sort,
 };
@@ -47,7 +48,7 @@ fn document(
 }
 
 fn acme_documents() -> Vec<IndexedDocument> {
-    vec![
+    let mut documents = vec![
         document(
             "d1",
             "Quarterly report",
@@ -81,7 +82,68 @@ fn acme_documents() -> Vec<IndexedDocument> {
             "2026-03-01",
             "2026-01-10",
         ),
-    ]
+    ];
+    documents[2].classification = "restricted".into();
+    documents
+}
+
+/// The documents of `query` that `access` lets through, and how many the engine counted.
+async fn accessible(
+    index: &dyn SearchIndex,
+    tenant: &TenantId,
+    access: RowFilter,
+) -> (Vec<String>, u64) {
+    let q = SearchQuery {
+        access,
+        ..query("")
+    };
+    let found = index.search(tenant, &q).await.unwrap();
+    let mut hits: Vec<String> = found.hits.into_iter().map(|(id, _)| id).collect();
+    hits.sort();
+    (hits, found.total)
+}
+
+/// A read policy's filter, applied by the engine itself: hits, totals and facets hold
+/// only what it lets through.
+async fn applies_access_filters(index: &dyn SearchIndex, acme: &TenantId) {
+    let under = |folder: &str| {
+        RowFilter::Under(vec![Subtree {
+            folder_id: folder.into(),
+            path: format!("/{folder}/"),
+        }])
+    };
+    let restricted = RowFilter::Classification("restricted".into());
+    let cases = [
+        (RowFilter::Owner("alice".into()), vec!["d1", "d3"]),
+        (
+            RowFilter::all([
+                RowFilter::any([RowFilter::Owner("bob".into()), under("fin")]),
+                restricted.clone().negate(),
+            ]),
+            vec!["d1", "d2"],
+        ),
+        (RowFilter::Ids(vec!["d2".into(), "g1".into()]), vec!["d2"]),
+        (RowFilter::Ids(vec!["d1".into()]).negate(), vec!["d2", "d3"]),
+        (under("sub"), vec!["d3"]),
+        (restricted, vec!["d3"]),
+        (RowFilter::Never, vec![]),
+        (RowFilter::Always, vec!["d1", "d2", "d3"]),
+    ];
+    for (access, expected) in cases {
+        let (hits, total) = accessible(index, acme, access.clone()).await;
+        assert_eq!(hits, expected, "{access:?}");
+        assert_eq!(total, expected.len() as u64, "{access:?}");
+    }
+    let q = SearchQuery {
+        access: RowFilter::Owner("alice".into()),
+        ..query("")
+    };
+    let found = index.search(acme, &q).await.unwrap();
+    assert_eq!(
+        found.facets.owner,
+        counts(&[("alice", 2)]),
+        "facets count only what passes"
+    );
 }
 
 fn query(text: &str) -> SearchQuery {
@@ -277,6 +339,8 @@ async fn behaves(index: &dyn SearchIndex) {
     index.upsert(&acme, vec![renamed]).await.unwrap();
     assert_eq!(ids(index, &acme, query("revenue")).await, ["d2"]);
     assert_eq!(ids(index, &acme, query("annual")).await, ["d1"]);
+    applies_access_filters(index, &acme).await;
+
     index
         .remove(&acme, vec!["d2".into(), "nope".into()])
         .await
