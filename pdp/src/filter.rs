@@ -22,8 +22,8 @@ use std::sync::Arc;
 
 use cedar_policy::pst::{self, BinaryOp, Expr, Literal, UnaryOp, Var};
 use cedar_policy::{
-    Context, Entities, EntityId, EntityTypeName, EntityUid, PartialEntities, PartialEntityUid,
-    PartialRequest, PolicyId, PrincipalConstraint, ResourceConstraint,
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PartialEntities,
+    PartialEntityUid, PartialRequest, PolicyId, PrincipalConstraint, ResourceConstraint,
 };
 use gatehouse_core::TenantId;
 use gatehouse_core::filter::{EntityRef, Filter, Scalar};
@@ -108,7 +108,7 @@ pub(crate) fn leg_filter(
         schema,
     )
     .map_err(|e| format!("partial request: {e}"))?;
-    let known = PartialEntities::from_concrete(entities.clone(), schema)
+    let known = PartialEntities::from_concrete(slice(entities, principal, &query.tenant), schema)
         .map_err(|e| format!("partial entities: {e}"))?;
     let response = policies
         .tpe(&request, &known, schema)
@@ -143,6 +143,25 @@ pub(crate) fn leg_filter(
     Ok(Filter::all(
         std::iter::once(Filter::any(permits)).chain(not_forbidden),
     ))
+}
+
+/// What partial evaluation reads: the principal, the tenant and their ancestors (a
+/// store may hand over far more, such as a whole tenant, and converting entities costs
+/// time in proportion to their number).
+fn slice(entities: &Entities, principal: &EntityUid, tenant: &TenantId) -> Entities {
+    let roots = [principal.clone(), crate::engine::tenant_uid(tenant)];
+    let mut wanted: Vec<Entity> = Vec::new();
+    for root in &roots {
+        let ancestors = entities.ancestors(root).into_iter().flatten();
+        for uid in std::iter::once(root).chain(ancestors) {
+            if let Some(entity) = entities.get(uid)
+                && !wanted.iter().any(|e| e.uid() == *uid)
+            {
+                wanted.push(entity.clone());
+            }
+        }
+    }
+    Entities::from_entities(wanted, None).unwrap_or_else(|_| Entities::empty())
 }
 
 /// `resource has attr` is true for an attribute the schema requires of the type.
