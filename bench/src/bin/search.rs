@@ -6,7 +6,8 @@
 //! Builds a synthetic tenant once (words drawn with a Zipf-like skew, 1,000 folders three
 //! deep, 200 owners, 50 tags, five content kinds, three years of dates) in DIR (default
 //! `target/search-bench-<N>`) and reuses it on later runs; then times each kind of query
-//! through the same `SearchIndex` calls the search adapter makes (including the move to a
+//! through the same `SearchIndex` calls the search adapter makes (the last kinds with a
+//! reader's compiled read policy applied inside the engine) (including the move to a
 //! blocking thread), with facets counted, and prints p50/p99/max per kind.
 //! Exit code 0 when it ran, 2 on bad arguments, 1 when the index could not be built.
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
+use gatehouse_adapter_pg::filter::{RowFilter, Subtree};
 use gatehouse_adapter_search::{EmbeddedIndex, IndexedDocument, SearchIndex, SearchQuery, Sort};
 use gatehouse_core::TenantId;
 use rand::rngs::SmallRng;
@@ -215,7 +217,58 @@ fn queries(n: usize) -> Vec<(&'static str, Vec<SearchQuery>)> {
                 ..base.clone()
             }),
         ),
+        // The read policy of a viewer without MFA, compiled: nothing restricted.
+        (
+            "word, viewer's policy",
+            each(&|i| SearchQuery {
+                text: common_words[i].clone(),
+                access: RowFilter::Classification("restricted".into()).negate(),
+                ..base.clone()
+            }),
+        ),
+        // A user with no role: owned documents, three shared subtrees and twenty shared
+        // documents, nothing restricted.
+        (
+            "word, grantee's policy",
+            each(&|i| SearchQuery {
+                text: common_words[i].clone(),
+                access: grantee_access(i),
+                ..base.clone()
+            }),
+        ),
+        (
+            "everything, grantee's, newest",
+            each(&|i| SearchQuery {
+                sort: Sort::Newest,
+                access: grantee_access(i),
+                ..base.clone()
+            }),
+        ),
     ]
+}
+
+/// What a grantee's read policy resolves to (see `gatehouse_adapter_pg::filter`).
+fn grantee_access(i: usize) -> RowFilter {
+    let subtree = |id: String| Subtree {
+        path: format!("/{id}/"),
+        folder_id: id,
+    };
+    RowFilter::all([
+        RowFilter::any([
+            RowFilter::Owner(format!("user-{}", i % 200)),
+            RowFilter::Under(vec![
+                subtree(format!("f{}{}", i % 10, (i / 10) % 10)),
+                subtree(format!("f{}{}{}", (i + 3) % 10, i % 10, (i / 10) % 10)),
+                subtree(format!("f{}{}{}", (i + 7) % 10, (i + 1) % 10, i % 10)),
+            ]),
+            RowFilter::Ids(
+                (0..20)
+                    .map(|k| format!("doc-{:07}", (i * 7919 + k * 49_999) % 1_000_000))
+                    .collect(),
+            ),
+        ]),
+        RowFilter::Classification("restricted".into()).negate(),
+    ])
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
