@@ -24,6 +24,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../sql/0005_tenant_keys.sql"),
     ),
     (6, "outbox", include_str!("../sql/0006_outbox.sql")),
+    (
+        7,
+        "list filters",
+        include_str!("../sql/0007_list_filters.sql"),
+    ),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

@@ -11,7 +11,7 @@
 pub mod api;
 mod bulk;
 mod comments;
-mod documents;
+pub mod documents;
 pub mod entities;
 pub mod filter;
 mod folders;
@@ -24,4 +24,5 @@ mod tx;
 pub use api::{DocumentsApi, router};
 pub use documents::Document;
 pub use folders::Folder;
+pub use input::Page;
 pub use tx::TenantTx;
