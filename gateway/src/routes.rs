@@ -210,7 +210,7 @@ mod tests {
         let routes = routes();
         let find = |m: http::Method, p: &str| routes.find(&m, p, &acme()).map(|_| ()).unwrap_err();
         assert_eq!(find(http::Method::PUT, "/documents/x"), RouteError::NoRoute);
-        assert_eq!(find(http::Method::GET, "/documents"), RouteError::NoRoute);
+        assert_eq!(find(http::Method::GET, "/documentz"), RouteError::NoRoute);
         assert_eq!(
             find(http::Method::GET, "/documents/x/y/z"),
             RouteError::NoRoute

@@ -62,6 +62,7 @@ impl DocumentsApi {
 /// `[[route]]` entries for this adapter must say.
 #[rustfmt::skip]
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/documents", "document:list", "Tenant"),
     ("GET", "/folders/{id}", "folder:read", "Folder"),
     ("PATCH", "/folders/{id}", "folder:write", "Folder"),
     ("DELETE", "/folders/{id}", "folder:delete", "Folder"),
@@ -69,7 +70,6 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("POST", "/folders/{id}/folders", "folder:create", "Folder"),
     ("GET", "/folders/{id}/documents", "folder:read", "Folder"),
     ("POST", "/folders/{id}/documents", "folder:create", "Folder"),
-    ("GET", "/documents", "document:list", "Tenant"),
     ("GET", "/documents/{id}", "document:read", "Document"),
     ("PATCH", "/documents/{id}", "document:write", "Document"),
     ("DELETE", "/documents/{id}", "document:delete", "Document"),
