@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gatehouse_bench::{Dataset, Shape, Sharing};
+use gatehouse_bench::{Dataset, Shape, Sharing, percentile};
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp, ResourceFilter, ResourceQuery};
 
 #[global_allocator]
@@ -62,7 +62,7 @@ fn main() {
         }
     }
     times.sort();
-    let at = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];
+    let at = |p: f64| percentile(&times, p);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "filter compilation, {} principals of the issue's dataset, {runs} runs",

@@ -429,3 +429,12 @@ fn requests(rng: &mut SmallRng, shape: Shape) -> Vec<AccessRequest> {
         })
         .collect()
 }
+
+/// The `p`-quantile (0 < p <= 1) of durations sorted ascending, by the nearest-rank
+/// method; zero for none.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}

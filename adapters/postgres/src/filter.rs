@@ -416,19 +416,23 @@ impl RowFilter {
             }
             RowFilter::Under(subtrees) => {
                 // Range conditions on the indexed path (see `folders::subtree`).
-                let ranges: Vec<RowFilter> = subtrees
-                    .iter()
-                    .map(|s| RowFilter::Under(vec![s.clone()]))
-                    .collect();
-                if let [only] = subtrees.as_slice() {
-                    let (lower, upper) = subtree(&only.path);
+                let several = subtrees.len() > 1;
+                if several {
+                    sql.push("(");
+                }
+                for (i, s) in subtrees.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(" OR ");
+                    }
+                    let (lower, upper) = subtree(&s.path);
                     sql.push("(path ~>=~ ")
                         .push_bind(lower)
                         .push(" AND path ~<~ ")
                         .push_bind(upper)
                         .push(")");
-                } else {
-                    joined(sql, &ranges, " OR ");
+                }
+                if several {
+                    sql.push(")");
                 }
             }
         }

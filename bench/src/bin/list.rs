@@ -19,6 +19,7 @@ use cedar_policy::Entities;
 use gatehouse_adapter_pg::documents::{Scope, listed};
 use gatehouse_adapter_pg::filter::{ResolveError, Rows, resolve};
 use gatehouse_adapter_pg::{Page, TenantTx};
+use gatehouse_bench::percentile;
 use gatehouse_core::TenantId;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp, ResourceFilter, ResourceQuery};
 use gatehouse_pgcluster::PgCluster;
@@ -136,10 +137,6 @@ const KINDS: &[(&str, &str)] = &[
     ("grantee (owner, 4 subtrees, 20 docs)", "user-7"),
     ("owner only (no role, no grant)", "user-42"),
 ];
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
 
 fn main() {
     let args = match parse_args() {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use gatehouse_adapter_pg::filter::{RowFilter, Subtree};
 use gatehouse_adapter_search::{EmbeddedIndex, IndexedDocument, SearchIndex, SearchQuery, Sort};
+use gatehouse_bench::percentile;
 use gatehouse_core::TenantId;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -269,10 +270,6 @@ fn grantee_access(i: usize) -> RowFilter {
         ]),
         RowFilter::Classification("restricted".into()).negate(),
     ])
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 fn main() {
