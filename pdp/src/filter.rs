@@ -18,11 +18,12 @@
 //!   arithmetic, a possible error) makes the whole filter [`ResourceFilter::Untranslatable`]:
 //!   the caller must decide item by item. Never a guess.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use cedar_policy::pst::{self, BinaryOp, Expr, Literal, UnaryOp, Var};
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PartialEntities,
+    Context, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid, PartialEntities,
     PartialEntityUid, PartialRequest, PolicyId, PrincipalConstraint, ResourceConstraint,
 };
 use gatehouse_core::TenantId;
@@ -128,16 +129,31 @@ pub(crate) fn leg_filter(
             &query.resource_type.to_string(),
         ))
     };
-    let permits = response
+    let holding: HashSet<&PolicyId> = response
         .true_permits()
-        .map(|_| Ok(Filter::Always))
-        .chain(response.residual_permits().map(residual))
-        .collect::<Result<Vec<_>, _>>()?;
-    let forbids = response
-        .true_forbids()
-        .map(|_| Ok(Filter::Always))
-        .chain(response.residual_forbids().map(residual))
-        .collect::<Result<Vec<_>, _>>()?;
+        .chain(response.true_forbids())
+        .collect();
+    let residuals: HashSet<&PolicyId> = response
+        .residual_permits()
+        .chain(response.residual_forbids())
+        .collect();
+    let (mut permits, mut forbids) = (Vec::new(), Vec::new());
+    // In the bundle's order (the response's sets have none), so that a principal's filter,
+    // and the SQL made from it, is always written the same way.
+    for policy in policies.policies() {
+        let id = policy.id();
+        let part = if holding.contains(id) {
+            Filter::Always
+        } else if residuals.contains(id) {
+            residual(id)?
+        } else {
+            continue;
+        };
+        match policy.effect() {
+            Effect::Permit => permits.push(part),
+            Effect::Forbid => forbids.push(part),
+        }
+    }
     // any(permits) && !any(forbids), the second written as all of the negations.
     let not_forbidden = forbids.into_iter().map(Filter::negate);
     Ok(Filter::all(
