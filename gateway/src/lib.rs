@@ -15,6 +15,9 @@
 //! 6. **audit**: every decision becomes a record in the hash-chained audit log
 //!    ([`gatehouse_audit`]), written in batches by [`database::AuditService`].
 //!
+//! The decision point also answers questions over HTTP ([`pdp_api`]: AuthZEN and
+//! Gatehouse's own endpoints), for agent runtimes and apps that enforce for themselves.
+//!
 //! The data adapters ([`adapters`]) can run in the same process, behind the same phases.
 
 pub mod adapters;
@@ -24,6 +27,7 @@ pub mod echo;
 pub mod entities;
 pub mod identity;
 pub mod metrics;
+pub mod pdp_api;
 pub mod proxy;
 pub mod routes;
 pub mod server;

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::entities::PgEntityStore;
 use crate::identity::{Authenticator, Principal};
 use crate::metrics;
+use crate::pdp_api::{self, PdpApi};
 use crate::routes::{RouteError, Routes};
 use crate::share_links;
 use crate::tenant;
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub audit: AuditWriter,
     /// The known tenants and their rate limits.
     pub tenants: Arc<Tenants>,
+    /// The decision API ([`pdp_api`]).
+    pub api: PdpApi,
 }
 
 /// The entity store the gateway decides with.
@@ -125,19 +128,22 @@ impl ProxyHttp for Gateway {
             respond(session, status, &body, None).await?;
             return Ok(true);
         }
+        let path = session.req_header().uri.path();
+        if path == pdp_api::WELL_KNOWN {
+            ctx.code = Some("pdp_api");
+            let body = pdp_api::metadata(&public_base(session));
+            respond(session, 200, &body, None).await?;
+            return Ok(true);
+        }
+        if pdp_api::is_api_path(path) {
+            return match self.serve_api(session, ctx).await {
+                Ok(()) => Ok(true),
+                Err(refusal) => refuse(session, ctx, refusal).await,
+            };
+        }
         match self.admit(session, ctx).await {
             Ok(()) => Ok(false),
-            Err(refusal) => {
-                ctx.code = Some(refusal.code);
-                let body = json!({ "error": {
-                    "code": refusal.code,
-                    "message": refusal.message,
-                    "decision_id": ctx.decision_id,
-                    "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
-                }});
-                respond(session, refusal.status, &body, refusal.retry_after).await?;
-                Ok(true)
-            }
+            Err(refusal) => refuse(session, ctx, refusal).await,
         }
     }
 
@@ -248,11 +254,13 @@ impl Gateway {
         }
     }
 
-    async fn admit(
+    /// Who asks and in which tenant: the credential, the tenant (host and claim must
+    /// agree) and the tenant's admission (known, not over its rate).
+    async fn identify(
         &self,
         session: &Session,
         ctx: &mut RequestState,
-    ) -> std::result::Result<(), Refusal> {
+    ) -> std::result::Result<(Principal, TenantId), Refusal> {
         let authorization = header(session, "authorization");
         let principal = match authorization.and_then(|h| h.strip_prefix(share_links::SCHEME)) {
             Some(link) => share_links::authenticate(&self.store, link).await,
@@ -278,10 +286,8 @@ impl Gateway {
         };
         ctx.tenant = Some(tenant.clone());
         match self.tenants.admit(&tenant) {
-            Admission::Admit => {}
-            Admission::Unknown => {
-                return Err(Refusal::new(404, "unknown_tenant", "no such tenant"));
-            }
+            Admission::Admit => Ok((principal, tenant)),
+            Admission::Unknown => Err(Refusal::new(404, "unknown_tenant", "no such tenant")),
             Admission::RateLimited(seconds) => {
                 let mut refusal = Refusal::new(
                     429,
@@ -289,9 +295,18 @@ impl Gateway {
                     "too many requests for this tenant's plan",
                 );
                 refusal.retry_after = Some(seconds);
-                return Err(refusal);
+                Err(refusal)
             }
         }
+    }
+
+    /// Admits a request to a route: identified, routed, decided, signed.
+    async fn admit(
+        &self,
+        session: &Session,
+        ctx: &mut RequestState,
+    ) -> std::result::Result<(), Refusal> {
+        let (principal, tenant) = self.identify(session, ctx).await?;
         let req = session.req_header();
         let matched = self
             .routes
@@ -350,6 +365,46 @@ impl Gateway {
         ctx.forwarded = Some(signed);
         ctx.upstream = Some(matched.route.upstream);
         Ok(())
+    }
+}
+
+impl Gateway {
+    /// Answers a call to the decision API ([`pdp_api`]) for an identified caller.
+    async fn serve_api(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestState,
+    ) -> std::result::Result<(), Refusal> {
+        let (principal, tenant) = self.identify(session, ctx).await?;
+        if principal.uid.type_name().basename() == "ShareLink" {
+            return Err(Refusal::new(
+                403,
+                "share_link_not_allowed",
+                "a share link cannot use the decision API",
+            ));
+        }
+        let body = read_body(session, pdp_api::MAX_BODY_BYTES).await?;
+        let caller = pdp_api::Caller {
+            tenant,
+            principal,
+            client_ip: client_ip(session),
+            trace_id: trace_id(ctx),
+        };
+        let req = session.req_header();
+        let (method, path) = (req.method.as_str().to_string(), req.uri.path().to_string());
+        let reply = self.api.handle(&method, &path, &caller, &body).await;
+        ctx.code = Some("pdp_api");
+        ctx.action = Some(path);
+        let request_id = header(session, "x-request-id").map(str::to_string);
+        respond_with(
+            session,
+            reply.status,
+            &reply.body,
+            None,
+            request_id.as_deref(),
+        )
+        .await
+        .map_err(|_| Refusal::new(500, "write_failed", "the answer could not be written"))
     }
 }
 
@@ -436,7 +491,11 @@ pub(crate) fn decision_record(
         trace_id,
         tenant: tenant.clone(),
         principal: texts.principal,
-        acting_for: texts.acting_for,
+        // The user an agent acts for, as the caller claimed it or the decision found it.
+        acting_for: texts.acting_for.or_else(|| {
+            let delegation = decision.delegation.as_ref();
+            delegation.map(|d| d.user.principal.clone())
+        }),
         action: texts.action,
         resource: texts.resource,
         decision: decision.effect.as_str().into(),
@@ -548,17 +607,78 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// Answers with `refusal` as a JSON error (with the decision and trace ids).
+async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal) -> Result<bool> {
+    ctx.code = Some(refusal.code);
+    let body = json!({ "error": {
+        "code": refusal.code,
+        "message": refusal.message,
+        "decision_id": ctx.decision_id,
+        "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
+    }});
+    respond(session, refusal.status, &body, refusal.retry_after).await?;
+    Ok(true)
+}
+
+/// The request body, refused over `limit` bytes.
+async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<Vec<u8>, Refusal> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(Refusal::new(
+                        413,
+                        "body_too_large",
+                        format!("the body is over {limit} bytes"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => {
+                return Err(Refusal::new(
+                    400,
+                    "bad_body",
+                    "the request body could not be read",
+                ));
+            }
+        }
+    }
+}
+
+/// The scheme and host the client reached the gateway at.
+fn public_base(session: &Session) -> String {
+    let scheme = header(session, "x-forwarded-proto").unwrap_or("http");
+    let host = header(session, "host").unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
 async fn respond(
     session: &mut Session,
     status: u16,
     body: &Value,
     retry_after: Option<u64>,
 ) -> Result<()> {
+    respond_with(session, status, body, retry_after, None).await
+}
+
+/// Writes a JSON answer; `request_id` echoes the client's `X-Request-ID` (AuthZEN).
+async fn respond_with(
+    session: &mut Session,
+    status: u16,
+    body: &Value,
+    retry_after: Option<u64>,
+    request_id: Option<&str>,
+) -> Result<()> {
     let body = Bytes::from(body.to_string());
-    let mut response = ResponseHeader::build(status, Some(4))?;
+    let mut response = ResponseHeader::build(status, Some(5))?;
     response.insert_header("content-type", "application/json")?;
     if let Some(seconds) = retry_after {
         response.insert_header("retry-after", seconds.to_string())?;
+    }
+    if let Some(id) = request_id {
+        response.insert_header("x-request-id", id)?;
     }
     response.set_content_length(body.len())?;
     session

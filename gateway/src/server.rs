@@ -22,6 +22,7 @@ use crate::echo::EchoUpstream;
 use crate::entities::{ChangeListener, PgEntityStore};
 use crate::identity::Authenticator;
 use crate::metrics::MetricsEndpoint;
+use crate::pdp_api::PdpApi;
 use crate::proxy::Gateway;
 use crate::proxy::Store;
 use crate::routes::Routes;
@@ -79,8 +80,14 @@ pub fn build(
     )?;
     let routes = Routes::compile(&config.routes, &config.upstreams).map_err(anyhow::Error::msg)?;
     let signer = context_signer(&config.forwarding)?;
+    let pdp = Arc::new(Pdp::new(bundle));
+    let api = PdpApi {
+        pdp: pdp.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+    };
     Ok(Gateway {
-        pdp: Arc::new(Pdp::new(bundle)),
+        pdp,
         store,
         auth,
         routes,
@@ -88,6 +95,7 @@ pub fn build(
         signer,
         audit,
         tenants: Arc::new(tenants),
+        api,
     })
 }
 

@@ -20,7 +20,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Entity, EntityUid, PolicyId, PolicySet, Schema, SlotId, ValidationMode, Validator,
+    Entity, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, SlotId, ValidationMode,
+    Validator,
 };
 use miette::Diagnostic;
 use serde::Deserialize;
@@ -209,6 +210,25 @@ impl Bundle {
     /// when the schema does not allow this action between these types.
     pub(crate) fn policies_for(&self, shape: &Shape) -> Option<&PolicySet> {
         self.slices.get(shape)
+    }
+
+    /// The actions the schema allows a `principal` type to take on a `resource` type, in
+    /// uid order (empty when there are none).
+    pub fn actions_between(
+        &self,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Vec<EntityUid> {
+        self.slices.actions_between(principal, resource)
+    }
+
+    /// The schema's entity type named `name`, matched without regard to case (`document`
+    /// is `Document`), so callers can use either their own or Cedar's spelling.
+    pub fn entity_type(&self, name: &str) -> Option<EntityTypeName> {
+        self.schema
+            .entity_types()
+            .find(|t| t.to_string().eq_ignore_ascii_case(name))
+            .cloned()
     }
 
     /// Whether every entity of `entity_type` has `attr` (the schema requires it).

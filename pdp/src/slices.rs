@@ -61,6 +61,23 @@ impl Slices {
     pub(crate) fn get(&self, shape: &Shape) -> Option<&PolicySet> {
         self.by_shape.get(shape)
     }
+
+    /// The actions the schema allows between a principal type and a resource type,
+    /// sorted by uid.
+    pub(crate) fn actions_between(
+        &self,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> Vec<EntityUid> {
+        let mut actions: Vec<EntityUid> = self
+            .by_shape
+            .keys()
+            .filter(|s| &s.principal == principal && &s.resource == resource)
+            .map(|s| s.action.clone())
+            .collect();
+        actions.sort_by_key(ToString::to_string);
+        actions
+    }
 }
 
 /// A copy of `policies` with only the static and linked policies `keep` accepts.

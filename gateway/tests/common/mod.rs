@@ -537,6 +537,26 @@ sha256 = "{api_key_hash}"
         (status, response.json::<Value>().unwrap_or(Value::Null))
     }
 
+    /// Sends `method` `path` with a JSON `body` and these headers (no token).
+    pub fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().unwrap_or(Value::Null))
+    }
+
     pub fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.call(reqwest::Method::GET, path, token, &[])
     }
@@ -583,6 +603,22 @@ sha256 = "{api_key_hash}"
             });
             if records.len() >= n || Instant::now() > deadline {
                 return records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether every one of `ids` is in the tenant's audit log (waiting at most 20 s).
+    pub fn audited(&self, tenant: &str, ids: &[&str]) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.audit(tenant);
+            let found = |id: &&str| records.iter().any(|r| r.record.id == *id);
+            if ids.iter().all(found) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,0 +1,624 @@
+//! The decision point's own HTTP API, served by the gateway beside the proxied routes, for
+//! agent runtimes and apps that enforce decisions themselves
+//! (`schemas/openapi/pdp-api.json`):
+//!
+//! - the OpenID AuthZEN Authorization API 1.0: `POST /access/v1/evaluation`,
+//!   `/access/v1/evaluations` and `/access/v1/search/{subject,resource,action}`, with its
+//!   metadata at `GET /.well-known/authzen-configuration`;
+//! - Gatehouse's richer answers to the same questions: `POST /gatehouse/v1/authorize`
+//!   (the decision, its policies, its id, and for a deny the reason in words),
+//!   `/gatehouse/v1/authorize/batch` and `/gatehouse/v1/capabilities`.
+//!
+//! The caller is authenticated like any request (a token or a tenant API key) and the
+//! tenant is the caller's. Anyone may ask about themselves; asking about another principal
+//! needs `pdp:evaluate` on the tenant. Every decision answered is audited, one record per
+//! check, with the endpoint as its route.
+
+mod explain;
+mod search;
+mod wire;
+
+use std::sync::Arc;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use gatehouse_audit::AuditWriter;
+use gatehouse_core::TenantId;
+use gatehouse_pdp::{AccessRequest, Bundle, Decision, Pdp};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::identity::Principal;
+use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
+
+pub use explain::{Reason, reason};
+use wire::{ActionIn, EntityIn, EvaluationIn, EvaluationsIn};
+
+/// AuthZEN's metadata document.
+pub const WELL_KNOWN: &str = "/.well-known/authzen-configuration";
+/// The most checks one batch may hold.
+pub const MAX_EVALUATIONS: usize = 100;
+/// The largest request body the API reads.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+const AUTHZEN: &str = "/access/v1/";
+const GATEHOUSE: &str = "/gatehouse/v1/";
+
+/// Whether the API answers `path` (rather than a route).
+pub fn is_api_path(path: &str) -> bool {
+    path.starts_with(AUTHZEN) || path.starts_with(GATEHOUSE)
+}
+
+/// AuthZEN's metadata for a decision point reached at `base` (scheme and host).
+pub fn metadata(base: &str) -> Value {
+    json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}{AUTHZEN}evaluation"),
+        "access_evaluations_endpoint": format!("{base}{AUTHZEN}evaluations"),
+        "search_subject_endpoint": format!("{base}{AUTHZEN}search/subject"),
+        "search_resource_endpoint": format!("{base}{AUTHZEN}search/resource"),
+        "search_action_endpoint": format!("{base}{AUTHZEN}search/action"),
+    })
+}
+
+/// The API: the decision point, its entities and the audit log.
+pub struct PdpApi {
+    /// Decides.
+    pub pdp: Arc<Pdp>,
+    /// The entities decided with.
+    pub store: Store,
+    /// Records every decision.
+    pub audit: AuditWriter,
+}
+
+/// Who calls, as the gateway's phases established it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's tenant: every question is asked in it.
+    pub tenant: TenantId,
+    /// The authenticated caller.
+    pub principal: Principal,
+    /// The client's address.
+    pub client_ip: Option<String>,
+    /// The request's W3C trace id.
+    pub trace_id: String,
+}
+
+/// An answer: a status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Self {
+        Self { status: 200, body }
+    }
+}
+
+/// A request the API refuses, with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: u16,
+    /// The stable code.
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(400, code, message)
+    }
+
+    fn missing(field: &str) -> Self {
+        Self::bad("missing_field", format!("`{field}` is required"))
+    }
+
+    fn unavailable() -> Self {
+        Self::new(
+            503,
+            "decision_unavailable",
+            "the decision point cannot decide right now",
+        )
+    }
+
+    /// The JSON error body every Gatehouse error has.
+    pub fn body(&self) -> Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+/// One decided check, ready to be rendered in either flavor.
+struct Decided {
+    request: AccessRequest,
+    decision: Decision,
+    id: String,
+    reason: Option<Reason>,
+}
+
+/// A batch's two answer styles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    /// AuthZEN: `{"decision": bool, "context": {...}}`.
+    AuthZen,
+    /// Gatehouse: the whole decision.
+    Gatehouse,
+}
+
+/// Whether the caller may ask about others, decided at most once per call.
+type Permission = Option<Result<(), ApiError>>;
+
+impl PdpApi {
+    /// Answers one API call.
+    pub async fn handle(&self, method: &str, path: &str, caller: &Caller, body: &[u8]) -> Reply {
+        let answer = match (method, path) {
+            ("POST", "/access/v1/evaluation") => self.evaluation(caller, path, body).await,
+            ("POST", "/access/v1/evaluations") => {
+                self.evaluations(caller, path, body, Flavor::AuthZen).await
+            }
+            ("POST", "/access/v1/search/subject") => self.search_subjects(caller, body).await,
+            ("POST", "/access/v1/search/resource") => self.search_resources(caller, body).await,
+            ("POST", "/access/v1/search/action") => self.search_actions(caller, path, body).await,
+            ("POST", "/gatehouse/v1/authorize") => self.authorize(caller, path, body).await,
+            ("POST", "/gatehouse/v1/authorize/batch") => {
+                self.evaluations(caller, path, body, Flavor::Gatehouse)
+                    .await
+            }
+            ("POST", "/gatehouse/v1/capabilities") => self.capabilities(caller, path, body).await,
+            (_, path) if ENDPOINTS.contains(&path) => Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                format!("{path} takes POST"),
+            )),
+            _ => Err(ApiError::new(
+                404,
+                "no_such_endpoint",
+                format!("the decision API has no {path}"),
+            )),
+        };
+        answer.unwrap_or_else(|e| Reply {
+            status: e.status,
+            body: e.body(),
+        })
+    }
+
+    /// AuthZEN's single evaluation.
+    async fn evaluation(
+        &self,
+        caller: &Caller,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let decided = self.check(caller, path, parse(body)?, &mut None).await?;
+        if decided.decision.is_unavailable() {
+            return Err(ApiError::unavailable());
+        }
+        Ok(Reply::ok(authzen(&decided)))
+    }
+
+    /// Gatehouse's single check: the whole decision.
+    async fn authorize(&self, caller: &Caller, path: &str, body: &[u8]) -> Result<Reply, ApiError> {
+        let decided = self.check(caller, path, parse(body)?, &mut None).await?;
+        if decided.decision.is_unavailable() {
+            return Err(ApiError::unavailable());
+        }
+        Ok(Reply::ok(rich(&decided)))
+    }
+
+    /// Up to [`MAX_EVALUATIONS`] checks, answered in order. A check that cannot be made
+    /// (a bad field, no permission to ask) is a deny carrying its error; the others go on.
+    async fn evaluations(
+        &self,
+        caller: &Caller,
+        path: &str,
+        body: &[u8],
+        flavor: Flavor,
+    ) -> Result<Reply, ApiError> {
+        let batch: EvaluationsIn = parse(body)?;
+        let semantic = Semantic::parse(batch.options.as_ref())?;
+        let items = match batch.evaluations {
+            Some(items) if !items.is_empty() => items,
+            // AuthZEN: without evaluations, the defaults are one evaluation.
+            _ if flavor == Flavor::AuthZen => {
+                return self.evaluation(caller, AUTHZEN_EVALUATION, body).await;
+            }
+            _ => return Err(ApiError::missing("evaluations")),
+        };
+        if items.len() > MAX_EVALUATIONS {
+            return Err(ApiError::new(
+                413,
+                "too_many_evaluations",
+                format!(
+                    "{} evaluations; at most {MAX_EVALUATIONS} per call",
+                    items.len()
+                ),
+            ));
+        }
+        let mut permission: Permission = None;
+        let mut answers = Vec::with_capacity(items.len());
+        for item in items {
+            let answer = match self
+                .check(caller, path, item.or(&batch.defaults), &mut permission)
+                .await
+            {
+                Ok(decided) => {
+                    let allowed = decided.decision.is_allowed();
+                    let rendered = match flavor {
+                        Flavor::AuthZen => authzen(&decided),
+                        Flavor::Gatehouse => rich(&decided),
+                    };
+                    (allowed, rendered)
+                }
+                Err(e) => (false, item_error(&e, flavor)),
+            };
+            let stop = semantic.stops_after(answer.0);
+            answers.push(answer.1);
+            if stop {
+                break;
+            }
+        }
+        let key = match flavor {
+            Flavor::AuthZen => "evaluations",
+            Flavor::Gatehouse => "results",
+        };
+        Ok(Reply::ok(json!({ key: answers })))
+    }
+
+    /// Resolves, permits, decides and audits one check.
+    async fn check(
+        &self,
+        caller: &Caller,
+        path: &str,
+        evaluation: EvaluationIn,
+        permission: &mut Permission,
+    ) -> Result<Decided, ApiError> {
+        let bundle = self.pdp.bundle().snapshot();
+        let subject = evaluation
+            .subject
+            .ok_or_else(|| ApiError::missing("subject"))?;
+        let resource = evaluation
+            .resource
+            .ok_or_else(|| ApiError::missing("resource"))?;
+        let request = resolve(
+            &bundle,
+            caller,
+            &subject,
+            evaluation.action.as_ref(),
+            &resource,
+            evaluation.context.unwrap_or_default(),
+        )?;
+        self.may_ask(caller, &request.principal, permission).await?;
+        Ok(self.decide(caller, path, &bundle, request).await)
+    }
+
+    /// Decides and audits `request`.
+    async fn decide(
+        &self,
+        caller: &Caller,
+        path: &str,
+        bundle: &Bundle,
+        request: AccessRequest,
+    ) -> Decided {
+        let decision = self.pdp.decide(&self.store, &request).await;
+        let id = self.audit(caller, path, &request, &decision);
+        let reason = reason(bundle, &request, &decision);
+        Decided {
+            request,
+            decision,
+            id,
+            reason,
+        }
+    }
+
+    fn audit(
+        &self,
+        caller: &Caller,
+        path: &str,
+        request: &AccessRequest,
+        decision: &Decision,
+    ) -> String {
+        let id = new_decision_id();
+        let record = decision_record(
+            &request.tenant,
+            UidTexts::of(request),
+            decision,
+            id.clone(),
+            caller.trace_id.clone(),
+            caller.client_ip.clone(),
+            path,
+        );
+        audit_and_count(&self.audit, decision, record);
+        id
+    }
+
+    /// Anyone may ask about themselves; asking about someone else needs `pdp:evaluate` on
+    /// the tenant (decided and audited once per call).
+    async fn may_ask(
+        &self,
+        caller: &Caller,
+        subject: &EntityUid,
+        permission: &mut Permission,
+    ) -> Result<(), ApiError> {
+        if *subject == caller.principal.uid {
+            return Ok(());
+        }
+        if let Some(known) = permission {
+            return known.clone();
+        }
+        let request = AccessRequest {
+            tenant: caller.tenant.clone(),
+            principal: caller.principal.uid.clone(),
+            action: action_uid("pdp:evaluate"),
+            resource: tenant_uid(&caller.tenant),
+            acting_for: caller.principal.acting_for.clone(),
+            context: own_context(caller, Map::new()),
+        };
+        let decision = self.pdp.decide(&self.store, &request).await;
+        let id = self.audit(caller, "pdp:evaluate", &request, &decision);
+        let answer = if decision.is_allowed() {
+            Ok(())
+        } else if decision.is_unavailable() {
+            Err(ApiError::unavailable())
+        } else {
+            Err(ApiError::new(
+                403,
+                "not_permitted",
+                format!(
+                    "asking about another principal needs pdp:evaluate on the tenant (decision {id})"
+                ),
+            ))
+        };
+        *permission = Some(answer.clone());
+        answer
+    }
+}
+
+/// Every endpoint, for telling a wrong method from a wrong path.
+const ENDPOINTS: [&str; 8] = [
+    "/access/v1/evaluation",
+    "/access/v1/evaluations",
+    "/access/v1/search/subject",
+    "/access/v1/search/resource",
+    "/access/v1/search/action",
+    "/gatehouse/v1/authorize",
+    "/gatehouse/v1/authorize/batch",
+    "/gatehouse/v1/capabilities",
+];
+const AUTHZEN_EVALUATION: &str = "/access/v1/evaluation";
+
+/// AuthZEN's `evaluations_semantic`.
+#[derive(Clone, Copy)]
+enum Semantic {
+    ExecuteAll,
+    DenyOnFirstDeny,
+    PermitOnFirstPermit,
+}
+
+impl Semantic {
+    fn parse(options: Option<&wire::OptionsIn>) -> Result<Self, ApiError> {
+        match options.and_then(|o| o.evaluations_semantic.as_deref()) {
+            None | Some("execute_all") => Ok(Self::ExecuteAll),
+            Some("deny_on_first_deny") => Ok(Self::DenyOnFirstDeny),
+            Some("permit_on_first_permit") => Ok(Self::PermitOnFirstPermit),
+            Some(other) => Err(ApiError::bad(
+                "bad_option",
+                format!("unknown evaluations_semantic {other:?}"),
+            )),
+        }
+    }
+
+    fn stops_after(self, allowed: bool) -> bool {
+        match self {
+            Self::ExecuteAll => false,
+            Self::DenyOnFirstDeny => !allowed,
+            Self::PermitOnFirstPermit => allowed,
+        }
+    }
+}
+
+/// The access request one evaluation asks for, in the caller's tenant.
+fn resolve(
+    bundle: &Bundle,
+    caller: &Caller,
+    subject: &EntityIn,
+    action: Option<&ActionIn>,
+    resource: &EntityIn,
+    context: Map<String, Value>,
+) -> Result<AccessRequest, ApiError> {
+    let principal = entity_uid(bundle, subject, "subject")?;
+    let action = known_action(bundle, action)?;
+    let resource = entity_uid(bundle, resource, "resource")?;
+    let claimed = acting_for(subject)?;
+    let about_self = principal == caller.principal.uid;
+    let (acting_for, context) = if about_self {
+        // What the caller's own credential says; a claim otherwise is checked by the
+        // decision point against the agent's entity.
+        let own = caller.principal.acting_for.clone();
+        if claimed.is_some() && claimed != own {
+            return Err(ApiError::bad(
+                "delegation_mismatch",
+                "subject.properties.acting_for differs from the caller's credential",
+            ));
+        }
+        (own, own_context(caller, context))
+    } else {
+        (claimed, context)
+    };
+    let mut context = context;
+    context.remove("delegation");
+    Ok(AccessRequest {
+        tenant: caller.tenant.clone(),
+        principal,
+        action,
+        resource,
+        acting_for,
+        context,
+    })
+}
+
+/// A question about oneself is decided with what one's own credential established (MFA,
+/// the client address, the decision point's clock), whatever the body claims.
+fn own_context(caller: &Caller, mut context: Map<String, Value>) -> Map<String, Value> {
+    context.insert("mfa".into(), Value::Bool(caller.principal.mfa));
+    context.remove("now");
+    match &caller.client_ip {
+        Some(ip) => context.insert("source_ip".into(), Value::String(ip.clone())),
+        None => context.remove("source_ip"),
+    };
+    context
+}
+
+/// The schema's type for `entity.type`.
+fn entity_type(
+    bundle: &Bundle,
+    entity: &EntityIn,
+    field: &str,
+) -> Result<EntityTypeName, ApiError> {
+    let kind = entity
+        .kind
+        .as_deref()
+        .ok_or_else(|| ApiError::missing(&format!("{field}.type")))?;
+    bundle.entity_type(kind).ok_or_else(|| {
+        ApiError::bad(
+            "unknown_entity_type",
+            format!("{field}.type {kind:?} is not an entity type of the schema"),
+        )
+    })
+}
+
+fn entity_uid(bundle: &Bundle, entity: &EntityIn, field: &str) -> Result<EntityUid, ApiError> {
+    let kind = entity_type(bundle, entity, field)?;
+    match entity.id.as_deref() {
+        Some(id) if !id.is_empty() => Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id))),
+        _ => Err(ApiError::missing(&format!("{field}.id"))),
+    }
+}
+
+/// `subject.properties.acting_for`: a user id, or a uid such as `User::"acme-ed"`.
+fn acting_for(subject: &EntityIn) -> Result<Option<EntityUid>, ApiError> {
+    let Some(value) = subject.properties.get("acting_for") else {
+        return Ok(None);
+    };
+    let text = value.as_str().ok_or_else(|| {
+        ApiError::bad(
+            "bad_field",
+            "subject.properties.acting_for must be a string",
+        )
+    })?;
+    let uid = if text.contains("::") {
+        text.parse().map_err(|_| {
+            ApiError::bad(
+                "bad_field",
+                format!("acting_for {text:?} is not an entity uid"),
+            )
+        })?
+    } else {
+        EntityUid::from_type_name_and_id(type_name("User"), EntityId::new(text))
+    };
+    Ok(Some(uid))
+}
+
+fn known_action(bundle: &Bundle, action: Option<&ActionIn>) -> Result<EntityUid, ApiError> {
+    let name = action
+        .and_then(|a| a.name.as_deref())
+        .ok_or_else(|| ApiError::missing("action.name"))?;
+    let uid = match name.strip_prefix("Action::") {
+        Some(quoted) => quoted.trim_matches('"').to_string(),
+        None => name.to_string(),
+    };
+    let uid = action_uid(&uid);
+    match bundle.action_entity(&uid) {
+        Some(_) => Ok(uid),
+        None => Err(ApiError::bad(
+            "unknown_action",
+            format!("the schema has no action {name:?}"),
+        )),
+    }
+}
+
+fn type_name(name: &str) -> EntityTypeName {
+    // INVARIANT: only called with the schema's plain type names.
+    name.parse().expect("a valid entity type name")
+}
+
+fn action_uid(id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name("Action"), EntityId::new(id))
+}
+
+fn tenant_uid(tenant: &TenantId) -> EntityUid {
+    EntityUid::from_type_name_and_id(type_name("Tenant"), EntityId::new(tenant.as_str()))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad(
+            "bad_json",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+/// AuthZEN's answer: the decision, and for a deny its id and reasons (an allow carries no
+/// context, which a PEP might not understand and then refuse).
+fn authzen(decided: &Decided) -> Value {
+    match &decided.reason {
+        None => json!({ "decision": true }),
+        Some(reason) => json!({
+            "decision": false,
+            "context": {
+                "decision_id": decided.id,
+                "reason_admin": { "403": reason.admin },
+                "reason_user": { "403": reason.user },
+            },
+        }),
+    }
+}
+
+/// Gatehouse's answer: the whole decision.
+fn rich(decided: &Decided) -> Value {
+    let decision = &decided.decision;
+    let errors: Vec<Value> = decision
+        .errors
+        .iter()
+        .map(|e| json!({ "code": e.code(), "message": e.to_string() }))
+        .collect();
+    json!({
+        "decision": decision.effect.as_str(),
+        "decision_id": decided.id,
+        "principal": decided.request.principal.to_string(),
+        "action": decided.request.action.to_string(),
+        "resource": decided.request.resource.to_string(),
+        "determining_policies": decision.determining_policies,
+        "reason": decided.reason.as_ref().map(|r| json!({ "admin": r.admin, "user": r.user })),
+        "errors": errors,
+        "delegation": decision.delegation,
+        "bundle": { "name": &*decision.bundle.name, "version": &*decision.bundle.version, "hash": &*decision.bundle.hash },
+        "elapsed_us": decision.elapsed.as_micros() as u64,
+    })
+}
+
+/// A batch item that could not be checked: a deny that says why.
+fn item_error(error: &ApiError, flavor: Flavor) -> Value {
+    match flavor {
+        Flavor::AuthZen => json!({
+            "decision": false,
+            "context": { "error": { "status": error.status, "code": error.code, "message": error.message } },
+        }),
+        Flavor::Gatehouse => json!({
+            "decision": "deny",
+            "error": { "status": error.status, "code": error.code, "message": error.message },
+        }),
+    }
+}

@@ -1,0 +1,391 @@
+//! Questions with many answers: which resources may a subject act on, which subjects may
+//! act on a resource, which actions may a subject take (AuthZEN's searches), and
+//! Gatehouse's capabilities (the actions, on one resource or on a whole type).
+//!
+//! Subject and resource searches walk the tenant's entities of the searched type in id
+//! order and keep those the decision point allows, one by one: exactly what a check of
+//! each would answer. A page scans a bounded number of candidates, so a page may hold
+//! fewer results than its limit and still have a next one.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use gatehouse_core::TenantId;
+use gatehouse_core::filter::Filter;
+use gatehouse_pdp::{AccessRequest, EntityStore, ResourceFilter, ResourceQuery};
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use super::wire::{EntityIn, PageIn, SearchIn};
+use super::{ApiError, Caller, PdpApi, Permission, Reply, entity_type, entity_uid, parse, resolve};
+use crate::proxy::Store;
+
+/// Results per page unless the caller asks for another number.
+const DEFAULT_LIMIT: usize = 50;
+/// The most results per page.
+const MAX_LIMIT: usize = 1000;
+/// Candidates read from the store at a time.
+const CHUNK: usize = 256;
+
+impl PdpApi {
+    /// AuthZEN's resource search: the resources of `resource.type` the subject may take
+    /// the action on.
+    pub(super) async fn search_resources(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let search: SearchIn = parse(body)?;
+        let bundle = self.pdp.bundle().snapshot();
+        let wanted = search.resource.clone().unwrap_or_default();
+        let kind = entity_type(&bundle, &wanted, "resource")?;
+        let subject = search
+            .subject
+            .clone()
+            .ok_or_else(|| ApiError::missing("subject"))?;
+        let probe = EntityIn {
+            id: Some("-".into()),
+            ..wanted
+        };
+        let template = resolve(
+            &bundle,
+            caller,
+            &subject,
+            search.action.as_ref(),
+            &probe,
+            search.context.clone().unwrap_or_default(),
+        )?;
+        self.may_ask(caller, &template.principal, &mut None).await?;
+        let page = self
+            .scan(&template, Vary::Resource, &kind, search.page)
+            .await?;
+        Ok(page.reply(&kind))
+    }
+
+    /// AuthZEN's subject search: the subjects of `subject.type` that may take the action
+    /// on the resource.
+    pub(super) async fn search_subjects(
+        &self,
+        caller: &Caller,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let search: SearchIn = parse(body)?;
+        let bundle = self.pdp.bundle().snapshot();
+        let wanted = search.subject.clone().unwrap_or_default();
+        let kind = entity_type(&bundle, &wanted, "subject")?;
+        let resource = search
+            .resource
+            .clone()
+            .ok_or_else(|| ApiError::missing("resource"))?;
+        // Every subject but the caller is someone else: the caller needs pdp:evaluate.
+        let probe = EntityIn {
+            id: Some("-".into()),
+            properties: Default::default(),
+            ..wanted
+        };
+        let template = resolve(
+            &bundle,
+            caller,
+            &probe,
+            search.action.as_ref(),
+            &resource,
+            search.context.clone().unwrap_or_default(),
+        )?;
+        self.may_ask(caller, &template.principal, &mut None).await?;
+        let page = self
+            .scan(&template, Vary::Principal, &kind, search.page)
+            .await?;
+        Ok(page.reply(&kind))
+    }
+
+    /// AuthZEN's action search: the actions the subject may take on the resource, each
+    /// decided and audited.
+    pub(super) async fn search_actions(
+        &self,
+        caller: &Caller,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let search: SearchIn = parse(body)?;
+        let decided = self.each_action(caller, path, search).await?;
+        let results: Vec<Value> = decided
+            .iter()
+            .filter(|d| d.decision.is_allowed())
+            .map(|d| json!({ "name": d.request.action.id().unescaped() }))
+            .collect();
+        Ok(Reply::ok(json!({ "results": results })))
+    }
+
+    /// Gatehouse's capabilities: for a resource (`resource.id` given), every action the
+    /// schema allows between the two types, decided and audited; for a resource type (no
+    /// id), each action's reach: on `all` resources of the type, on `none`, or on `some`,
+    /// with the condition the policies compile to.
+    pub(super) async fn capabilities(
+        &self,
+        caller: &Caller,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Reply, ApiError> {
+        let search: SearchIn = parse(body)?;
+        let has_id = search
+            .resource
+            .as_ref()
+            .is_some_and(|r| r.id.as_deref().is_some_and(|id| !id.is_empty()));
+        if has_id {
+            let decided = self.each_action(caller, path, search).await?;
+            let actions: Vec<Value> = decided
+                .iter()
+                .map(|d| {
+                    json!({
+                        "action": d.request.action.id().unescaped(),
+                        "decision": d.decision.effect.as_str(),
+                        "decision_id": d.id,
+                        "determining_policies": d.decision.determining_policies,
+                        "reason": d.reason.as_ref().map(|r| json!({ "admin": r.admin, "user": r.user })),
+                    })
+                })
+                .collect();
+            return Ok(Reply::ok(json!({ "actions": actions })));
+        }
+        self.reach(caller, search).await
+    }
+
+    /// Every action between the subject's and the resource's types, decided.
+    async fn each_action(
+        &self,
+        caller: &Caller,
+        path: &str,
+        search: SearchIn,
+    ) -> Result<Vec<super::Decided>, ApiError> {
+        let bundle = self.pdp.bundle().snapshot();
+        let subject = search.subject.ok_or_else(|| ApiError::missing("subject"))?;
+        let resource = search
+            .resource
+            .ok_or_else(|| ApiError::missing("resource"))?;
+        let principal = entity_uid(&bundle, &subject, "subject")?;
+        let resource_uid = entity_uid(&bundle, &resource, "resource")?;
+        let actions = bundle.actions_between(principal.type_name(), resource_uid.type_name());
+        let mut permission: Permission = None;
+        let mut decided = Vec::with_capacity(actions.len());
+        for action in actions {
+            let name = super::wire::ActionIn {
+                name: Some(action.id().unescaped().to_string()),
+            };
+            let request = resolve(
+                &bundle,
+                caller,
+                &subject,
+                Some(&name),
+                &resource,
+                search.context.clone().unwrap_or_default(),
+            )?;
+            self.may_ask(caller, &request.principal, &mut permission)
+                .await?;
+            let one = self.decide(caller, path, &bundle, request).await;
+            if one.decision.is_unavailable() {
+                return Err(ApiError::unavailable());
+            }
+            decided.push(one);
+        }
+        Ok(decided)
+    }
+
+    /// Each action's reach over a whole resource type, from the compiled policies.
+    async fn reach(&self, caller: &Caller, search: SearchIn) -> Result<Reply, ApiError> {
+        let bundle = self.pdp.bundle().snapshot();
+        let subject = search.subject.ok_or_else(|| ApiError::missing("subject"))?;
+        let resource = search.resource.unwrap_or_default();
+        let kind = entity_type(&bundle, &resource, "resource")?;
+        let principal = entity_uid(&bundle, &subject, "subject")?;
+        self.may_ask(caller, &principal, &mut None).await?;
+        let probe = EntityIn {
+            id: Some("-".into()),
+            ..resource
+        };
+        let mut actions = Vec::new();
+        for action in bundle.actions_between(principal.type_name(), &kind) {
+            let name = super::wire::ActionIn {
+                name: Some(action.id().unescaped().to_string()),
+            };
+            let context = search.context.clone().unwrap_or_default();
+            let request = resolve(&bundle, caller, &subject, Some(&name), &probe, context)?;
+            let query = ResourceQuery {
+                tenant: request.tenant,
+                principal: request.principal,
+                action: request.action,
+                resource_type: kind.clone(),
+                acting_for: request.acting_for,
+                context: request.context,
+            };
+            let filter = self
+                .pdp
+                .resource_filter(&self.store, &query)
+                .await
+                .map_err(|_| ApiError::unavailable())?;
+            let (on, condition) = match filter {
+                ResourceFilter::Exact(Filter::Always) => ("all", None),
+                ResourceFilter::Exact(Filter::Never) => ("none", None),
+                ResourceFilter::Exact(filter) => ("some", Some(filter.to_string())),
+                ResourceFilter::Untranslatable { .. } => ("some", None),
+            };
+            actions.push(json!({
+                "action": action.id().unescaped(),
+                "on": on,
+                "condition": condition,
+            }));
+        }
+        Ok(Reply::ok(
+            json!({ "resource_type": kind.to_string(), "actions": actions }),
+        ))
+    }
+
+    /// Whether the decision point allows `request` (not audited: one of many candidates).
+    async fn allows(&self, request: &AccessRequest) -> Result<bool, ApiError> {
+        let decision = self.pdp.decide(&self.store, request).await;
+        if decision.is_unavailable() {
+            return Err(ApiError::unavailable());
+        }
+        Ok(decision.is_allowed())
+    }
+
+    /// Walks the tenant's entities of `kind` from the page token on, keeping those the
+    /// decision point allows in `template`'s varied part, until the page is full or its
+    /// scan budget spent.
+    async fn scan(
+        &self,
+        template: &AccessRequest,
+        vary: Vary,
+        kind: &EntityTypeName,
+        page: Option<PageIn>,
+    ) -> Result<Page, ApiError> {
+        let tenant = &template.tenant;
+        let page = page.unwrap_or_default();
+        let limit = page.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let mut after = page.token.as_deref().map(decode_token).transpose()?;
+        let budget = (limit * 10).max(CHUNK);
+        let (mut scanned, mut results) = (0, Vec::new());
+        loop {
+            let chunk = entity_ids(&self.store, tenant, kind, after.as_deref(), CHUNK)
+                .await
+                .map_err(|_| ApiError::unavailable())?;
+            let exhausted = chunk.len() < CHUNK;
+            for id in chunk {
+                if results.len() >= limit || scanned >= budget {
+                    return Ok(Page::more(results, after));
+                }
+                scanned += 1;
+                let mut request = template.clone();
+                match vary {
+                    Vary::Resource => request.resource = uid(kind, &id),
+                    Vary::Principal => request.principal = uid(kind, &id),
+                }
+                if self.allows(&request).await? {
+                    results.push(id.clone());
+                }
+                after = Some(id);
+            }
+            if exhausted {
+                return Ok(Page::last(results));
+            }
+        }
+    }
+}
+
+/// Which part of a search's request each candidate fills in.
+#[derive(Clone, Copy)]
+enum Vary {
+    Resource,
+    Principal,
+}
+
+/// One page of search results.
+struct Page {
+    ids: Vec<String>,
+    next: Option<String>,
+}
+
+impl Page {
+    fn more(ids: Vec<String>, after: Option<String>) -> Self {
+        Self { ids, next: after }
+    }
+
+    fn last(ids: Vec<String>) -> Self {
+        Self { ids, next: None }
+    }
+
+    /// AuthZEN's search response: `next_token` is empty on the last page.
+    fn reply(self, kind: &EntityTypeName) -> Reply {
+        let next_token = self.next.as_deref().map(encode_token).unwrap_or_default();
+        let count = self.ids.len();
+        let results: Vec<Value> = self
+            .ids
+            .into_iter()
+            .map(|id| json!({ "type": kind.to_string(), "id": id }))
+            .collect();
+        Reply::ok(json!({
+            "page": { "next_token": next_token, "count": count },
+            "results": results,
+        }))
+    }
+}
+
+fn encode_token(after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(after.as_bytes())
+}
+
+fn decode_token(token: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::bad("bad_page_token", "page.token is not one this API gave"))
+}
+
+fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(kind.clone(), EntityId::new(id))
+}
+
+/// The ids of the tenant's entities of `kind` after `after`, in order, at most `limit`.
+async fn entity_ids(
+    store: &Store,
+    tenant: &TenantId,
+    kind: &EntityTypeName,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, gatehouse_pdp::StoreError> {
+    match store {
+        Store::Memory(memory) => {
+            let entities = memory.load(tenant, &[]).await?;
+            let mut ids: Vec<String> = entities
+                .iter()
+                .map(|e| e.uid())
+                .filter(|u| u.type_name() == kind)
+                .map(|u| u.id().unescaped().to_string())
+                .filter(|id| after.is_none_or(|a| id.as_str() > a))
+                .collect();
+            ids.sort();
+            ids.truncate(limit);
+            Ok(ids)
+        }
+        Store::Postgres(pg) => {
+            let unavailable = |_| gatehouse_pdp::StoreError::new("entity store unavailable");
+            let mut tx = gatehouse_schemas::tenant_tx(pg.pool().await?, tenant)
+                .await
+                .map_err(unavailable)?;
+            let rows = sqlx::query(
+                "SELECT entity_id FROM entities \
+                 WHERE tenant_id = $1 AND entity_type = $2 AND entity_id > $3 \
+                 ORDER BY entity_id LIMIT $4",
+            )
+            .bind(tenant.as_str())
+            .bind(kind.to_string())
+            .bind(after.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+            Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+        }
+    }
+}

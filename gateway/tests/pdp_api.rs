@@ -1,0 +1,557 @@
+//! The decision API over real HTTP: AuthZEN's evaluation, evaluations and searches, and
+//! Gatehouse's authorize, batch and capabilities, answered by a running `gatehouse` with
+//! its entities in a real PostgreSQL, every check in the audit log.
+
+mod common;
+
+use common::{API_KEY, Gateway, claims};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn post(gw: &Gateway, token: &str, path: &str, body: Value) -> (u16, Value) {
+    gw.send(Method::POST, path, token, Some(body))
+}
+
+fn user(id: &str) -> Value {
+    json!({ "type": "User", "id": id })
+}
+
+fn document(id: &str) -> Value {
+    json!({ "type": "Document", "id": id })
+}
+
+fn evaluation(subject: Value, action: &str, resource: Value) -> Value {
+    json!({ "subject": subject, "action": { "name": action }, "resource": resource })
+}
+
+#[test]
+fn authzen_evaluation_answers_allow_and_deny_with_reasons_and_audits_each_check() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme-ada", "acme");
+    let (status, body) = post(
+        &gw,
+        &admin,
+        "/access/v1/evaluation",
+        evaluation(user("acme-vera"), "document:read", document("acme-plan")),
+    );
+    assert_eq!((status, &body), (200, &json!({ "decision": true })));
+
+    let (status, body) = post(
+        &gw,
+        &admin,
+        "/access/v1/evaluation",
+        evaluation(user("acme-vera"), "document:delete", document("acme-plan")),
+    );
+    assert_eq!((status, body["decision"].as_bool()), (200, Some(false)));
+    let admin_reason = body["context"]["reason_admin"]["403"].as_str().unwrap();
+    assert!(
+        admin_reason.contains(r#"no policy permits User::"acme-vera""#),
+        "{admin_reason}"
+    );
+    let id = body["context"]["decision_id"].as_str().unwrap();
+
+    // A restricted document without a second factor: the forbid's purpose, in words.
+    let (_, body) = post(
+        &gw,
+        &admin,
+        "/access/v1/evaluation",
+        evaluation(user("acme-ada"), "document:read", document("acme-salaries")),
+    );
+    assert_eq!(body["decision"], false);
+    let user_reason = body["context"]["reason_user"]["403"].as_str().unwrap();
+    assert!(user_reason.to_lowercase().contains("mfa"), "{user_reason}");
+
+    let records = gw.audit_when("acme", 4);
+    let denied = records
+        .iter()
+        .find(|r| r.record.id == id)
+        .expect("the deny is audited under its decision id");
+    assert_eq!(denied.record.principal, r#"User::"acme-vera""#);
+    assert_eq!(denied.record.action, r#"Action::"document:delete""#);
+    assert_eq!(denied.record.decision, "deny");
+    assert_eq!(denied.record.route, "/access/v1/evaluation");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.record.action == r#"Action::"pdp:evaluate""#
+                && r.record.principal == r#"User::"acme-ada""#
+                && r.record.decision == "allow"),
+        "asking about someone else is itself decided and audited"
+    );
+}
+
+#[test]
+fn asking_about_others_needs_pdp_evaluate_and_questions_about_oneself_use_ones_own_credential() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    let (status, body) = post(
+        &gw,
+        &vera,
+        "/access/v1/evaluation",
+        evaluation(user("acme-ed"), "document:read", document("acme-plan")),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_permitted"))
+    );
+    let (status, body) = post(
+        &gw,
+        &vera,
+        "/access/v1/evaluation",
+        evaluation(user("acme-vera"), "document:read", document("acme-plan")),
+    );
+    assert_eq!((status, body["decision"].as_bool()), (200, Some(true)));
+
+    // The admin's own question about a restricted document: the body's `mfa` is not
+    // believed, the token's is.
+    let ada = gw.token("acme-ada", "acme");
+    let mut question = evaluation(user("acme-ada"), "document:read", document("acme-salaries"));
+    question["context"] = json!({ "mfa": true });
+    let (_, body) = post(&gw, &ada, "/access/v1/evaluation", question.clone());
+    assert_eq!(body["decision"], false, "no second factor in the token");
+    let mut with_mfa = claims("acme-ada", "acme");
+    with_mfa["amr"] = json!(["pwd", "mfa"]);
+    let (_, body) = post(&gw, &gw.hs256(&with_mfa), "/access/v1/evaluation", question);
+    assert_eq!(body["decision"], true);
+
+    // A service client (API key) is an ordinary principal: acme-ed, an editor, may not ask
+    // about others either.
+    let (status, _) = gw.call_json(
+        Method::POST,
+        "/access/v1/evaluation",
+        &[("x-api-key", API_KEY)],
+        &evaluation(user("acme-vera"), "document:read", document("acme-plan")),
+    );
+    assert_eq!(status, 403);
+}
+
+#[test]
+fn requests_that_cannot_be_put_to_the_policies_get_clear_errors() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme-ada", "acme");
+    let cases = [
+        (
+            json!({ "action": { "name": "document:read" }, "resource": document("x") }),
+            400,
+            "missing_field",
+        ),
+        (
+            evaluation(
+                json!({ "type": "Robot", "id": "r" }),
+                "document:read",
+                document("x"),
+            ),
+            400,
+            "unknown_entity_type",
+        ),
+        (
+            evaluation(user("acme-vera"), "document:fly", document("acme-plan")),
+            400,
+            "unknown_action",
+        ),
+        (json!("not an object"), 400, "bad_json"),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = post(&gw, &admin, "/access/v1/evaluation", body.clone());
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
+    }
+    let (status, body) = gw.send(Method::GET, "/access/v1/evaluation", &admin, None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, _) = post(&gw, "", "/access/v1/evaluation", json!({}));
+    assert_eq!(status, 401, "the decision API needs a credential");
+
+    // A principal of another tenant is never allowed, whoever asks.
+    let gina = gw.token("globex-gina", "globex");
+    let (status, body) = post(
+        &gw,
+        &gina,
+        "/gatehouse/v1/authorize",
+        evaluation(user("acme-vera"), "document:read", document("acme-plan")),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["errors"][0]["code"], "unknown_principal");
+}
+
+#[test]
+fn evaluations_answer_in_order_with_defaults_and_short_circuits() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme-ada", "acme");
+    let batch = |semantic: &str| {
+        json!({
+            "subject": user("acme-vera"),
+            "action": { "name": "document:read" },
+            "evaluations": [
+                { "resource": document("acme-plan") },
+                { "resource": document("acme-salaries") },
+                { "resource": document("acme-public") },
+                { "resource": { "type": "Robot", "id": "r" } },
+            ],
+            "options": { "evaluations_semantic": semantic },
+        })
+    };
+    let (status, body) = post(&gw, &admin, "/access/v1/evaluations", batch("execute_all"));
+    assert_eq!(status, 200, "{body}");
+    let decisions: Vec<Value> = body["evaluations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["decision"].clone())
+        .collect();
+    assert_eq!(
+        decisions,
+        vec![json!(true), json!(false), json!(true), json!(false)]
+    );
+    assert_eq!(
+        body["evaluations"][3]["context"]["error"]["code"], "unknown_entity_type",
+        "a bad item is a deny that says why; the others are answered"
+    );
+    let (_, body) = post(
+        &gw,
+        &admin,
+        "/access/v1/evaluations",
+        batch("deny_on_first_deny"),
+    );
+    assert_eq!(body["evaluations"].as_array().unwrap().len(), 2);
+    let (_, body) = post(
+        &gw,
+        &admin,
+        "/access/v1/evaluations",
+        batch("permit_on_first_permit"),
+    );
+    assert_eq!(body["evaluations"].as_array().unwrap().len(), 1);
+
+    // Without evaluations, the defaults are one evaluation.
+    let mut single = evaluation(user("acme-vera"), "document:read", document("acme-plan"));
+    single["evaluations"] = json!([]);
+    let (_, body) = post(&gw, &admin, "/access/v1/evaluations", single);
+    assert_eq!(body, json!({ "decision": true }));
+
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({ "resource": document("acme-plan") }))
+        .collect();
+    let mut over = batch("execute_all");
+    over["evaluations"] = Value::Array(many);
+    let (status, body) = post(&gw, &admin, "/gatehouse/v1/authorize/batch", over);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("too_many_evaluations"))
+    );
+
+    // Gatehouse's batch: every check audited with its own decision id.
+    let (status, body) = post(
+        &gw,
+        &admin,
+        "/gatehouse/v1/authorize/batch",
+        batch("execute_all"),
+    );
+    assert_eq!(status, 200);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[1]["decision"], "deny");
+    assert_eq!(results[3]["error"]["code"], "unknown_entity_type");
+    let ids: Vec<&str> = results[..3]
+        .iter()
+        .map(|r| r["decision_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        gw.audited("acme", &ids),
+        "every check of the batch is audited"
+    );
+}
+
+#[test]
+fn an_agent_gets_no_more_than_its_user_and_both_legs_are_decided_and_audited() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme-ada", "acme");
+    let agent = |id: &str| json!({ "type": "Agent", "id": id });
+    // acme-bot-writer holds edit, but acts for a viewer.
+    let (status, body) = post(
+        &gw,
+        &admin,
+        "/gatehouse/v1/authorize",
+        evaluation(
+            agent("acme-bot-writer"),
+            "document:write",
+            document("acme-public"),
+        ),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["delegation"]["agent"]["effect"], "allow");
+    assert_eq!(body["delegation"]["user"]["effect"], "deny");
+    assert_eq!(
+        body["delegation"]["user"]["principal"],
+        r#"User::"acme-vera""#
+    );
+    let reason = body["reason"]["admin"].as_str().unwrap();
+    assert!(reason.contains("never gets more than the user"), "{reason}");
+    let id = body["decision_id"].as_str().unwrap().to_string();
+
+    // acme-bot-reader holds only view, for an editor.
+    let (_, body) = post(
+        &gw,
+        &admin,
+        "/gatehouse/v1/authorize",
+        evaluation(
+            agent("acme-bot-reader"),
+            "document:write",
+            document("acme-public"),
+        ),
+    );
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["delegation"]["user"]["effect"], "allow");
+    assert!(
+        body["reason"]["user"]
+            .as_str()
+            .unwrap()
+            .contains("capability")
+    );
+
+    // Claiming the agent acts for someone else is refused.
+    let mut claimed = evaluation(
+        agent("acme-bot-reader"),
+        "document:read",
+        document("acme-public"),
+    );
+    claimed["subject"]["properties"] = json!({ "acting_for": "acme-ada" });
+    let (_, body) = post(&gw, &admin, "/gatehouse/v1/authorize", claimed);
+    assert_eq!(body["errors"][0]["code"], "delegation_mismatch");
+
+    let records = gw.audit_when("acme", 4);
+    let record = &records.iter().find(|r| r.record.id == id).unwrap().record;
+    assert_eq!(record.principal, r#"Agent::"acme-bot-writer""#);
+    assert_eq!(record.acting_for.as_deref(), Some(r#"User::"acme-vera""#));
+}
+
+#[test]
+fn a_tool_call_is_decided_with_its_arguments() {
+    let gw = Gateway::start();
+    let admin = gw.token("acme-ada", "acme");
+    let call = |amount: i64| {
+        json!({
+            "subject": { "type": "Agent", "id": "acme-bot-admin" },
+            "action": { "name": "tool:invoke" },
+            "resource": { "type": "Tool", "id": "acme-mailer" },
+            "context": { "args": { "amount": amount, "currency": "EUR" } },
+        })
+    };
+    let (_, body) = post(&gw, &admin, "/gatehouse/v1/authorize", call(900));
+    assert_eq!(body["decision"], "allow", "{body}");
+    let (_, body) = post(&gw, &admin, "/gatehouse/v1/authorize", call(5000));
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(
+        body["determining_policies"],
+        json!(["agent-tool-spend-limit"])
+    );
+    assert!(
+        body["reason"]["user"]
+            .as_str()
+            .unwrap()
+            .contains("more needs a person")
+    );
+
+    let mut unknown = call(1);
+    unknown["context"]["args"]["shell"] = json!("rm -rf /");
+    let (_, body) = post(&gw, &admin, "/gatehouse/v1/authorize", unknown);
+    assert_eq!(body["decision"], "deny");
+    assert_eq!(body["errors"][0]["code"], "invalid_request", "{body}");
+}
+
+#[test]
+fn capabilities_and_action_search_list_what_a_principal_may_do() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    let (status, body) = post(
+        &gw,
+        &vera,
+        "/gatehouse/v1/capabilities",
+        json!({ "subject": user("acme-vera"), "resource": document("acme-roadmap") }),
+    );
+    assert_eq!(status, 200, "{body}");
+    let allowed: Vec<&str> = body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["decision"] == "allow")
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    // A viewer with an editor grant on the roadmap (confidential: no MFA needed).
+    assert!(allowed.contains(&"document:read"), "{allowed:?}");
+    assert!(allowed.contains(&"document:write"), "{allowed:?}");
+    assert!(!allowed.contains(&"document:delete"), "{allowed:?}");
+
+    let (_, search) = post(
+        &gw,
+        &vera,
+        "/access/v1/search/action",
+        json!({ "subject": user("acme-vera"), "resource": document("acme-roadmap") }),
+    );
+    let mut names: Vec<&str> = search["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    let mut expected = allowed.clone();
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "the action search agrees with capabilities"
+    );
+
+    // Over a whole type: the reach of each action.
+    let (_, body) = post(
+        &gw,
+        &vera,
+        "/gatehouse/v1/capabilities",
+        json!({ "subject": user("acme-vera"), "resource": { "type": "Document" } }),
+    );
+    let reach = |action: &str| {
+        body["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["action"] == action)
+            .map(|a| a["on"].clone())
+            .unwrap()
+    };
+    assert_eq!(reach("document:read"), "some");
+    assert_eq!(reach("document:delete"), "some", "owners delete their own");
+    let (_, body) = post(
+        &gw,
+        &gw.token("acme-aud", "acme"),
+        "/gatehouse/v1/capabilities",
+        json!({ "subject": user("acme-aud"), "resource": { "type": "Tenant" } }),
+    );
+    let find = |action: &str| {
+        let actions = body["actions"].as_array().unwrap();
+        actions
+            .iter()
+            .find(|a| a["action"] == action)
+            .cloned()
+            .unwrap()
+    };
+    // The only tenant an auditor can act on is their own.
+    let audit = find("audit:read");
+    assert_eq!(audit["on"], "some", "{body}");
+    assert_eq!(audit["condition"], r#"resource == Tenant::"acme""#);
+    assert_eq!(find("pdp:evaluate")["on"], "none");
+}
+
+#[test]
+fn resource_and_subject_searches_hold_exactly_what_checks_allow_and_page_through() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    let mut found = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut query = json!({
+            "subject": user("acme-vera"),
+            "action": { "name": "document:read" },
+            "resource": { "type": "Document" },
+            "page": { "limit": 2 },
+        });
+        if !token.is_empty() {
+            query["page"]["token"] = json!(token);
+        }
+        let (status, body) = post(&gw, &vera, "/access/v1/search/resource", query);
+        assert_eq!(status, 200, "{body}");
+        for r in body["results"].as_array().unwrap() {
+            assert_eq!(r["type"], "Document");
+            found.push(r["id"].as_str().unwrap().to_string());
+        }
+        token = body["page"]["next_token"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+    }
+    let mut one_by_one = Vec::new();
+    for id in [
+        "acme-contract",
+        "acme-held-doc",
+        "acme-olive-notes",
+        "acme-plan",
+        "acme-public",
+        "acme-roadmap",
+        "acme-salaries",
+        "globex-shared-to-acme",
+    ] {
+        let (_, body) = post(
+            &gw,
+            &vera,
+            "/access/v1/evaluation",
+            evaluation(user("acme-vera"), "document:read", document(id)),
+        );
+        if body["decision"] == true {
+            one_by_one.push(id.to_string());
+        }
+    }
+    assert!(!found.is_empty());
+    assert_eq!(found, one_by_one);
+    assert!(
+        found.iter().all(|id| id.starts_with("acme-")),
+        "never a foreign document"
+    );
+
+    let (status, _) = post(
+        &gw,
+        &vera,
+        "/access/v1/search/subject",
+        json!({ "subject": { "type": "User" }, "action": { "name": "document:delete" }, "resource": document("acme-plan") }),
+    );
+    assert_eq!(status, 403, "who else may act is a question about others");
+    let (status, body) = post(
+        &gw,
+        &gw.token("acme-ada", "acme"),
+        "/access/v1/search/subject",
+        json!({ "subject": { "type": "User" }, "action": { "name": "document:delete" }, "resource": document("acme-plan") }),
+    );
+    assert_eq!(status, 200);
+    let mut who: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    who.sort();
+    assert_eq!(who, vec!["acme-ada", "acme-ed"], "the admin and the owner");
+}
+
+#[test]
+fn the_authzen_metadata_names_every_endpoint_and_request_ids_are_echoed() {
+    let gw = Gateway::start();
+    let (status, body) = gw.get("/.well-known/authzen-configuration", "");
+    assert_eq!(status, 200);
+    let base = body["policy_decision_point"].as_str().unwrap().to_string();
+    assert_eq!(
+        body["access_evaluation_endpoint"],
+        format!("{base}/access/v1/evaluation")
+    );
+    assert_eq!(
+        body["search_action_endpoint"],
+        format!("{base}/access/v1/search/action")
+    );
+
+    let response = gw
+        .client
+        .post(format!("{}/access/v1/evaluation", gw.base))
+        .bearer_auth(gw.token("acme-vera", "acme"))
+        .header("x-request-id", "req-42")
+        .json(&evaluation(
+            user("acme-vera"),
+            "document:read",
+            document("acme-plan"),
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "req-42");
+}
