@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use cedar_policy::{Entities, EntityUid};
@@ -26,12 +26,19 @@ pub const CHANNEL: &str = "gatehouse_entities";
 /// A cache key: the tenant (by type, so no key can lack it) and the uids asked for.
 type Key = (TenantId, String);
 
+/// Entities as read, and until when they hold (an agent's grant expires then).
+#[derive(Clone)]
+struct Fetched {
+    entities: Arc<Entities>,
+    valid_until: Option<SystemTime>,
+}
+
 /// The PostgreSQL entity store.
 pub struct PgEntityStore {
     url: String,
     pool: OnceCell<PgPool>,
     bundle: Arc<CurrentBundle>,
-    cache: moka::sync::Cache<Key, (u64, Arc<Entities>)>,
+    cache: moka::sync::Cache<Key, (u64, Fetched)>,
     generations: Mutex<HashMap<TenantId, u64>>,
     everything: AtomicU64,
 }
@@ -98,7 +105,7 @@ impl PgEntityStore {
             .map_err(|_| StoreError::new("invalid database URL"))
     }
 
-    async fn fetch(&self, tenant: &TenantId, uids: &[EntityUid]) -> Result<Entities, StoreError> {
+    async fn fetch(&self, tenant: &TenantId, uids: &[EntityUid]) -> Result<Fetched, StoreError> {
         let unavailable = |e: sqlx::Error| {
             tracing::warn!(target: "gatehouse::entities", tenant = tenant.as_str(), error = %e, "entity store unavailable");
             StoreError::new("entity store unavailable")
@@ -111,14 +118,28 @@ impl PgEntityStore {
             .iter()
             .map(|u| u.id().unescaped().to_string())
             .collect();
+        // An agent is `in` the capabilities of its active grants (see 0008_agent_grants);
+        // the earliest expiry among them bounds how long the answer may be cached.
         let rows = sqlx::query(
             "WITH RECURSIVE wanted(entity_type, entity_id) AS ( \
                  SELECT * FROM unnest($1::text[], $2::text[]) \
                UNION \
                  SELECT p->>'type', p->>'id' \
                  FROM entities e JOIN wanted w USING (entity_type, entity_id), jsonb_array_elements(e.parents) p \
+             ), \
+             granted AS ( \
+                 SELECT g.agent_id AS entity_id, \
+                        jsonb_agg(jsonb_build_object('type', 'Capability', 'id', g.capability)) AS parents, \
+                        min(g.expires_at) AS expires_at \
+                 FROM agent_grants g JOIN wanted w ON w.entity_type = 'Agent' AND w.entity_id = g.agent_id \
+                 WHERE g.revoked_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now()) \
+                 GROUP BY g.agent_id \
              ) \
-             SELECT e.entity_type, e.entity_id, e.attrs, e.parents FROM entities e JOIN wanted USING (entity_type, entity_id)",
+             SELECT e.entity_type, e.entity_id, e.attrs, \
+                    CASE WHEN e.entity_type = 'Agent' THEN e.parents || COALESCE(g.parents, '[]') ELSE e.parents END, \
+                    extract(epoch FROM g.expires_at)::float8 \
+             FROM entities e JOIN wanted USING (entity_type, entity_id) \
+             LEFT JOIN granted g ON e.entity_type = 'Agent' AND g.entity_id = e.entity_id",
         )
         .bind(&types)
         .bind(&ids)
@@ -134,7 +155,12 @@ impl PgEntityStore {
         tx.commit().await.map_err(unavailable)?;
 
         let mut json: Vec<Value> = Vec::with_capacity(rows.len() + 1);
+        let mut valid_until: Option<SystemTime> = None;
         for row in rows {
+            if let Some(epoch) = row.get::<Option<f64>, _>(4) {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch.max(0.0));
+                valid_until = Some(valid_until.map_or(at, |v| v.min(at)));
+            }
             let (kind, id): (String, String) = (row.get(0), row.get(1));
             let (attrs, parents): (Value, Value) = (row.get(2), row.get(3));
             json.push(
@@ -146,9 +172,14 @@ impl PgEntityStore {
             json.push(json!({ "uid": { "type": "Tenant", "id": tenant.as_str() }, "attrs": attrs, "parents": [] }));
         }
         let bundle = self.bundle.snapshot();
-        Entities::from_json_value(Value::Array(json), Some(bundle.schema())).map_err(|e| {
-            tracing::error!(target: "gatehouse::entities", tenant = tenant.as_str(), error = %e, "stored entities do not fit the schema");
-            StoreError::new("stored entities do not fit the schema")
+        let entities = Entities::from_json_value(Value::Array(json), Some(bundle.schema()))
+            .map_err(|e| {
+                tracing::error!(target: "gatehouse::entities", tenant = tenant.as_str(), error = %e, "stored entities do not fit the schema");
+                StoreError::new("stored entities do not fit the schema")
+            })?;
+        Ok(Fetched {
+            entities: Arc::new(entities),
+            valid_until,
         })
     }
 }
@@ -163,13 +194,15 @@ impl EntityStore for PgEntityStore {
         names.sort();
         let key = (tenant.clone(), names.join("\n"));
         let generation = self.generation(tenant);
-        if let Some((cached_at, entities)) = self.cache.get(&key)
+        if let Some((cached_at, fetched)) = self.cache.get(&key)
             && cached_at == generation
+            && fetched.valid_until.is_none_or(|t| SystemTime::now() < t)
         {
-            return Ok(entities);
+            return Ok(fetched.entities);
         }
-        let entities = Arc::new(self.fetch(tenant, uids).await?);
-        self.cache.insert(key, (generation, entities.clone()));
+        let fetched = self.fetch(tenant, uids).await?;
+        let entities = fetched.entities.clone();
+        self.cache.insert(key, (generation, fetched));
         Ok(entities)
     }
 }
@@ -212,14 +245,30 @@ pub async fn seed(owner: &PgPool, entities_json: &str) -> anyhow::Result<usize> 
             .bind(tenant)
             .execute(&mut *tx)
             .await?;
+        // An agent's capabilities become grants (revocable), not stored parents.
+        let (capabilities, parents): (Vec<&Value>, Vec<&Value>) = e["parents"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .partition(|p| kind == "Agent" && p["type"] == "Capability")
+            })
+            .unwrap_or_default();
         sqlx::query("INSERT INTO entities (tenant_id, entity_type, entity_id, attrs, parents) VALUES ($1, $2, $3, $4, $5)")
             .bind(tenant)
             .bind(kind)
             .bind(id)
             .bind(&e["attrs"])
-            .bind(&e["parents"])
+            .bind(json!(parents))
             .execute(&mut *tx)
             .await?;
+        for capability in capabilities {
+            sqlx::query("INSERT INTO agent_grants (tenant_id, agent_id, capability, granted_by) VALUES ($1, $2, $3, 'seed')")
+                .bind(tenant)
+                .bind(id)
+                .bind(capability["id"].as_str().unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+        }
         written += 1;
     }
     tx.commit().await?;

@@ -555,3 +555,191 @@ fn the_authzen_metadata_names_every_endpoint_and_request_ids_are_echoed() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-42");
 }
+
+#[test]
+fn agent_capabilities_are_granted_for_a_time_revoked_and_never_cached_past_either() {
+    let gw = Gateway::start();
+    let ed = gw.token("acme-ed", "acme");
+    let grants = "/gatehouse/v1/agents/acme-bot-reader/grants";
+    let (status, body) = gw.send(Method::GET, grants, &ed, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["grants"][0]["capability"], "view");
+    assert_eq!(body["grants"][0]["granted_by"], "seed");
+
+    // Ed grants; the admin asks (asking about the agent is asking about someone else).
+    let ada = gw.token("acme-ada", "acme");
+    let write = || {
+        let question = evaluation(
+            json!({ "type": "Agent", "id": "acme-bot-reader" }),
+            "document:write",
+            document("acme-public"),
+        );
+        post(&gw, &ada, "/gatehouse/v1/authorize", question).1["decision"].clone()
+    };
+    assert_eq!(write(), "deny", "view only");
+
+    let (status, body) = post(
+        &gw,
+        &ed,
+        grants,
+        json!({ "capability": "edit", "expires_in_seconds": 2 }),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["granted_by"], r#"User::"acme-ed""#);
+    assert!(body["expires_at"].is_string());
+    assert_eq!(write(), "allow", "granted");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(write(), "deny", "the grant expired, cached or not");
+
+    let (status, _) = post(&gw, &ed, grants, json!({ "capability": "edit" }));
+    assert_eq!(status, 201);
+    assert_eq!(write(), "allow");
+    let (status, body) = gw.send(Method::DELETE, &format!("{grants}/edit"), &ed, None);
+    assert_eq!((status, &body), (200, &json!({ "revoked": true })));
+    assert_eq!(write(), "deny", "revoked");
+    let (_, body) = gw.send(Method::DELETE, &format!("{grants}/edit"), &ed, None);
+    assert_eq!(body, json!({ "revoked": false }));
+
+    // Only the agent's own user (or an admin) grants.
+    let vera = gw.token("acme-vera", "acme");
+    let (status, body) = post(&gw, &vera, grants, json!({ "capability": "manage" }));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_permitted"))
+    );
+    let (status, body) = post(&gw, &ed, grants, json!({ "capability": "root" }));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("unknown_capability"))
+    );
+    let (status, body) = post(
+        &gw,
+        &ada,
+        "/gatehouse/v1/agents/nobody/grants",
+        json!({ "capability": "view" }),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_resource"))
+    );
+
+    let records = gw.audit_when("acme", 10);
+    assert!(
+        records
+            .iter()
+            .any(|r| r.record.action == r#"Action::"agent:grant""#
+                && r.record.principal == r#"User::"acme-vera""#
+                && r.record.decision == "deny")
+    );
+}
+
+fn pushed_user(id: &str, tenant: &str) -> Value {
+    json!({
+        "uid": { "type": "User", "id": id },
+        "attrs": {
+            "tenant": { "__entity": { "type": "Tenant", "id": tenant } },
+            "name": id, "viewer_grants": [], "editor_grants": [], "legal_hold": false,
+        },
+        "parents": [{ "type": "Role", "id": "viewer" }],
+    })
+}
+
+fn pushed_document(id: &str) -> Value {
+    json!({
+        "uid": { "type": "Document", "id": id },
+        "attrs": {
+            "name": id, "owner": { "__entity": { "type": "User", "id": "acme-ada" } },
+            "classification": "internal", "legal_hold": false,
+        },
+        "parents": [{ "type": "Folder", "id": "acme-root" }],
+    })
+}
+
+#[test]
+fn entities_pushed_by_an_app_are_validated_decided_with_and_kept_in_their_tenant() {
+    let gw = Gateway::start();
+    let ada = gw.token("acme-ada", "acme");
+    let push = |entities: Vec<Value>| {
+        gw.send(
+            Method::PUT,
+            "/gatehouse/v1/entities",
+            &ada,
+            Some(json!({ "entities": entities })),
+        )
+    };
+    let reads = |user_id: &str, doc: &str| {
+        let question = evaluation(user(user_id), "document:read", document(doc));
+        post(&gw, &ada, "/gatehouse/v1/authorize", question).1
+    };
+    assert_eq!(
+        reads("acme-newbie", "app-doc-1")["errors"][0]["code"],
+        "unknown_principal"
+    );
+    let (status, body) = push(vec![
+        pushed_user("acme-newbie", "acme"),
+        pushed_document("app-doc-1"),
+    ]);
+    assert_eq!((status, &body), (200, &json!({ "upserted": 2 })));
+    assert_eq!(reads("acme-newbie", "app-doc-1")["decision"], "allow");
+
+    // A whole call is refused for one bad item, and nothing of it is written.
+    let mut bad = pushed_document("app-doc-2");
+    bad["attrs"]["classification"] = json!(7);
+    let cases = [
+        (
+            vec![pushed_user("acme-second", "acme"), bad],
+            "invalid_entity",
+        ),
+        (vec![pushed_user("acme-third", "globex")], "tenant_mismatch"),
+        (
+            vec![json!({ "uid": { "type": "Tenant", "id": "acme" }, "attrs": {} })],
+            "type_not_pushable",
+        ),
+        (
+            vec![json!({
+                "uid": { "type": "Agent", "id": "app-bot" },
+                "attrs": { "name": "b", "acts_for": { "__entity": { "type": "User", "id": "acme-ed" } }, "tools": [] },
+                "parents": [{ "type": "Capability", "id": "manage" }],
+            })],
+            "capability_via_grants",
+        ),
+    ];
+    for (entities, code) in cases {
+        let (status, body) = push(entities);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        reads("acme-second", "acme-public")["errors"][0]["code"],
+        "unknown_principal"
+    );
+
+    // Another tenant neither sees nor decides with acme's entities.
+    let gina = gw.token("globex-gina", "globex");
+    let question = evaluation(user("globex-gina"), "document:read", document("app-doc-1"));
+    let (_, body) = post(&gw, &gina, "/gatehouse/v1/authorize", question);
+    assert_eq!(body["errors"][0]["code"], "unknown_resource");
+    let vera = gw.token("acme-vera", "acme");
+    let (status, _) = gw.send(
+        Method::PUT,
+        "/gatehouse/v1/entities",
+        &vera,
+        Some(json!({ "entities": [pushed_document("app-doc-3")] })),
+    );
+    assert_eq!(status, 403, "pushing needs pdp:entities");
+
+    let (status, body) = gw.send(
+        Method::DELETE,
+        "/gatehouse/v1/entities",
+        &ada,
+        Some(json!({ "uids": [{ "type": "Document", "id": "app-doc-1" }, { "type": "Document", "id": "never-was" }] })),
+    );
+    assert_eq!((status, &body), (200, &json!({ "deleted": 1 })));
+    assert_eq!(
+        reads("acme-newbie", "app-doc-1")["errors"][0]["code"],
+        "unknown_resource"
+    );
+}

@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "list filters",
         include_str!("../sql/0007_list_filters.sql"),
     ),
+    (
+        8,
+        "agent grants",
+        include_str!("../sql/0008_agent_grants.sql"),
+    ),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

@@ -7,14 +7,19 @@
 //!   metadata at `GET /.well-known/authzen-configuration`;
 //! - Gatehouse's richer answers to the same questions: `POST /gatehouse/v1/authorize`
 //!   (the decision, its policies, its id, and for a deny the reason in words),
-//!   `/gatehouse/v1/authorize/batch` and `/gatehouse/v1/capabilities`.
+//!   `/gatehouse/v1/authorize/batch` and `/gatehouse/v1/capabilities`;
+//! - what decisions are made with: entities pushed by apps that keep their own data
+//!   (`PUT` and `DELETE /gatehouse/v1/entities`, [`entities`]) and the capabilities granted
+//!   to agents (`/gatehouse/v1/agents/{id}/grants`, [`grants`]).
 //!
 //! The caller is authenticated like any request (a token or a tenant API key) and the
 //! tenant is the caller's. Anyone may ask about themselves; asking about another principal
 //! needs `pdp:evaluate` on the tenant. Every decision answered is audited, one record per
 //! check, with the endpoint as its route.
 
+mod entities;
 mod explain;
+mod grants;
 mod search;
 mod wire;
 
@@ -23,7 +28,7 @@ use std::sync::Arc;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_audit::AuditWriter;
 use gatehouse_core::TenantId;
-use gatehouse_pdp::{AccessRequest, Bundle, Decision, Pdp};
+use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, Pdp};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -31,6 +36,7 @@ use crate::identity::Principal;
 use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
 
 pub use explain::{Reason, reason};
+use grants::GrantPath;
 use wire::{ActionIn, EntityIn, EvaluationIn, EvaluationsIn};
 
 /// AuthZEN's metadata document.
@@ -177,6 +183,12 @@ impl PdpApi {
                     .await
             }
             ("POST", "/gatehouse/v1/capabilities") => self.capabilities(caller, path, body).await,
+            ("PUT", "/gatehouse/v1/entities") => self.upsert_entities(caller, body).await,
+            ("DELETE", "/gatehouse/v1/entities") => self.delete_entities(caller, body).await,
+            (method, path) if GrantPath::parse(path).is_some() => {
+                let grant_path = GrantPath::parse(path).expect("just matched");
+                self.grants(caller, method, grant_path, body).await
+            }
             (_, path) if ENDPOINTS.contains(&path) => Err(ApiError::new(
                 405,
                 "method_not_allowed",
@@ -357,36 +369,60 @@ impl PdpApi {
         if let Some(known) = permission {
             return known.clone();
         }
-        let request = AccessRequest {
-            tenant: caller.tenant.clone(),
-            principal: caller.principal.uid.clone(),
-            action: action_uid("pdp:evaluate"),
-            resource: tenant_uid(&caller.tenant),
-            acting_for: caller.principal.acting_for.clone(),
-            context: own_context(caller, Map::new()),
-        };
-        let decision = self.pdp.decide(&self.store, &request).await;
-        let id = self.audit(caller, "pdp:evaluate", &request, &decision);
-        let answer = if decision.is_allowed() {
-            Ok(())
-        } else if decision.is_unavailable() {
-            Err(ApiError::unavailable())
-        } else {
-            Err(ApiError::new(
-                403,
-                "not_permitted",
-                format!(
-                    "asking about another principal needs pdp:evaluate on the tenant (decision {id})"
-                ),
-            ))
-        };
+        let answer = self
+            .permitted(caller, "pdp:evaluate", tenant_uid(&caller.tenant))
+            .await;
         *permission = Some(answer.clone());
         answer
     }
 }
 
+impl PdpApi {
+    /// Whether the caller may take `action` on `resource`: decided and audited like any
+    /// request (the route names the action, as the API call is not a route).
+    async fn permitted(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: EntityUid,
+    ) -> Result<(), ApiError> {
+        let request = AccessRequest {
+            tenant: caller.tenant.clone(),
+            principal: caller.principal.uid.clone(),
+            action: action_uid(action),
+            resource,
+            acting_for: caller.principal.acting_for.clone(),
+            context: own_context(caller, Map::new()),
+        };
+        let decision = self.pdp.decide(&self.store, &request).await;
+        let id = self.audit(caller, action, &request, &decision);
+        if decision.is_allowed() {
+            return Ok(());
+        }
+        if decision.is_unavailable() {
+            return Err(ApiError::unavailable());
+        }
+        let unknown = |e: &DecisionError| matches!(e, DecisionError::UnknownResource { .. });
+        if decision.errors.iter().any(unknown) {
+            return Err(ApiError::new(
+                404,
+                "unknown_resource",
+                format!("the tenant has no {}", request.resource),
+            ));
+        }
+        Err(ApiError::new(
+            403,
+            "not_permitted",
+            format!(
+                "this needs {action} on {} (decision {id})",
+                request.resource
+            ),
+        ))
+    }
+}
+
 /// Every endpoint, for telling a wrong method from a wrong path.
-const ENDPOINTS: [&str; 8] = [
+const ENDPOINTS: [&str; 9] = [
     "/access/v1/evaluation",
     "/access/v1/evaluations",
     "/access/v1/search/subject",
@@ -395,6 +431,7 @@ const ENDPOINTS: [&str; 8] = [
     "/gatehouse/v1/authorize",
     "/gatehouse/v1/authorize/batch",
     "/gatehouse/v1/capabilities",
+    "/gatehouse/v1/entities",
 ];
 const AUTHZEN_EVALUATION: &str = "/access/v1/evaluation";
 
