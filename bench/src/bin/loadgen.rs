@@ -7,8 +7,9 @@
 //!   loadgen --url http://127.0.0.1:8080 --requests FILE [--rate 5000] [--seconds 10]
 //!           [--connections 64] [--json]
 //!
-//! FILE has one request per line: `<path> [<Authorization header value>]`; lines are used
-//! in turn. Exit code 0 when it ran (whatever the answers), 2 on bad arguments, 1 when the
+//! FILE has one request per line, used in turn: `<path> [<Authorization header value>]`
+//! for a GET, or tab-separated `<METHOD>\t<path>\t<Authorization>\t<JSON body>` for a
+//! request with a body. Exit code 0 when it ran (whatever the answers), 2 on bad arguments, 1 when the
 //! server could not be reached.
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ const USAGE: &str = "usage: loadgen --url http://HOST:PORT --requests FILE [--ra
 
 struct Args {
     host: String,
-    requests: Vec<String>,
+    requests: Vec<Request>,
     rate: u64,
     seconds: u64,
     connections: usize,
@@ -111,14 +112,37 @@ fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
     text.parse().map_err(|_| format!("not a number: {text}"))
 }
 
-/// The request line and headers (without Host, added per connection) of a requests-file line.
-fn request_text(line: &str) -> String {
-    let (path, authorization) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-    let mut text = format!("GET {path} HTTP/1.1\r\n");
+/// The request line and headers (without Host, added per connection, which also ends the
+/// headers) of a requests-file line; a body goes after the Host header.
+fn request_text(line: &str) -> Request {
+    let fields: Vec<&str> = line.trim().split('\t').collect();
+    let (method, path, authorization, body) = match fields.as_slice() {
+        [method, path, authorization, body] => (*method, *path, *authorization, *body),
+        _ => {
+            let (path, authorization) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
+            ("GET", path, authorization, "")
+        }
+    };
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
     if !authorization.trim().is_empty() {
-        text.push_str(&format!("Authorization: {}\r\n", authorization.trim()));
+        head.push_str(&format!("Authorization: {}\r\n", authorization.trim()));
     }
-    text
+    if !body.is_empty() {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    Request {
+        head,
+        body: body.to_string(),
+    }
+}
+
+/// One request of the requests file.
+struct Request {
+    head: String,
+    body: String,
 }
 
 async fn run(args: &Args) -> Tally {
@@ -128,7 +152,7 @@ async fn run(args: &Args) -> Tally {
     let requests: Arc<Vec<String>> = Arc::new(
         args.requests
             .iter()
-            .map(|r| format!("{r}Host: {}\r\n\r\n", args.host))
+            .map(|r| format!("{}Host: {}\r\n\r\n{}", r.head, args.host, r.body))
             .collect(),
     );
     let start = Instant::now() + Duration::from_millis(50);

@@ -25,8 +25,8 @@ struct GrantIn {
 
 /// `/gatehouse/v1/agents/{id}/grants[/{capability}]`, split.
 pub(super) struct GrantPath<'p> {
-    agent: &'p str,
-    capability: Option<&'p str>,
+    pub(super) agent: &'p str,
+    pub(super) capability: Option<&'p str>,
 }
 
 impl<'p> GrantPath<'p> {

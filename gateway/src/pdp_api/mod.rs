@@ -421,6 +421,25 @@ impl PdpApi {
     }
 }
 
+/// Every method and path the API answers (`{…}`: a path segment), as its OpenAPI file
+/// describes them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", WELL_KNOWN),
+    ("POST", "/access/v1/evaluation"),
+    ("POST", "/access/v1/evaluations"),
+    ("POST", "/access/v1/search/subject"),
+    ("POST", "/access/v1/search/resource"),
+    ("POST", "/access/v1/search/action"),
+    ("POST", "/gatehouse/v1/authorize"),
+    ("POST", "/gatehouse/v1/authorize/batch"),
+    ("POST", "/gatehouse/v1/capabilities"),
+    ("PUT", "/gatehouse/v1/entities"),
+    ("DELETE", "/gatehouse/v1/entities"),
+    ("GET", "/gatehouse/v1/agents/{id}/grants"),
+    ("POST", "/gatehouse/v1/agents/{id}/grants"),
+    ("DELETE", "/gatehouse/v1/agents/{id}/grants/{capability}"),
+];
+
 /// Every endpoint, for telling a wrong method from a wrong path.
 const ENDPOINTS: [&str; 9] = [
     "/access/v1/evaluation",
@@ -657,5 +676,53 @@ fn item_error(error: &ApiError, flavor: Flavor) -> Value {
             "decision": "deny",
             "error": { "status": error.status, "code": error.code, "message": error.message },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_file_describes_exactly_the_apis_routes() {
+        let doc: Value =
+            serde_json::from_str(include_str!("../../../schemas/openapi/pdp-api.json")).unwrap();
+        let mut described: Vec<(String, String)> = Vec::new();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for method in operations.as_object().unwrap().keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    described.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let mut served: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        described.sort();
+        served.sort();
+        assert_eq!(described, served);
+        let text = doc.to_string();
+        for reference in text.split("\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn grant_paths_split_into_agent_and_capability() {
+        let path = GrantPath::parse("/gatehouse/v1/agents/bot-1/grants/edit").unwrap();
+        assert_eq!((path.agent, path.capability), ("bot-1", Some("edit")));
+        let path = GrantPath::parse("/gatehouse/v1/agents/bot-1/grants").unwrap();
+        assert_eq!((path.agent, path.capability), ("bot-1", None));
+        for bad in [
+            "/gatehouse/v1/agents//grants",
+            "/gatehouse/v1/agents/a/b/grants",
+            "/gatehouse/v1/agents/bot-1/grants/",
+            "/gatehouse/v1/agents/bot-1/grants/edit/more",
+            "/gatehouse/v1/agents/bot-1/grantsx",
+        ] {
+            assert!(GrantPath::parse(bad).is_none(), "{bad}");
+        }
     }
 }
