@@ -170,8 +170,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         upstream_request.remove_header(CONTEXT_HEADER);
-        if let Some(signed) = ctx.forwarded.take() {
-            upstream_request.insert_header(CONTEXT_HEADER, signed)?;
+        // Cloned, not taken: Pingora calls this again when it retries on a fresh
+        // connection (a reused one the upstream had closed), and the retry needs it too.
+        if let Some(signed) = &ctx.forwarded {
+            upstream_request.insert_header(CONTEXT_HEADER, signed.clone())?;
         }
         if let Some(trace) = &ctx.trace {
             upstream_request.insert_header("traceparent", trace.header())?;
