@@ -408,7 +408,7 @@ fn row_level_security_holds_for_the_application_role_itself() {
                 n
             }
         };
-        for table in ["SELECT count(*) FROM documents", "SELECT count(*) FROM folders", "SELECT count(*) FROM document_versions"] {
+        for table in ["SELECT count(*) FROM documents", "SELECT count(*) FROM folders", "SELECT count(*) FROM document_versions", "SELECT count(*) FROM agent_grants", "SELECT count(*) FROM memory_items"] {
             assert_eq!(count(table, None).await, 0, "no tenant set: {table} shows nothing");
         }
         assert_eq!(count("SELECT count(*) FROM documents WHERE tenant_id = 'acme'", Some("globex")).await, 0);

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "agent grants",
         include_str!("../sql/0008_agent_grants.sql"),
     ),
+    (9, "memory lanes", include_str!("../sql/0009_memory.sql")),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

@@ -22,6 +22,7 @@ use crate::documents::{self, Document, DocumentChange, NewDocument, Scope};
 use crate::folders::{self, Folder};
 use crate::input::{self, PageQuery};
 use crate::listing::{self, ReadableDocuments};
+use crate::memory::{self, MemoryItem, NewItem};
 use crate::shares::{self, Grantee, NewLink, Share};
 
 /// The adapter's state: the database (as the application role), the context guard, and
@@ -86,6 +87,11 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("DELETE", "/folders/{id}/shares", "folder:share", "Folder"),
     ("POST", "/folders/{id}/bulk-move", "folder:create", "Folder"),
     ("POST", "/folders/{id}/bulk-delete", "folder:write", "Folder"),
+    ("GET", "/memory/{id}/items", "memory:read", "MemoryLane"),
+    ("GET", "/memory/{id}/item", "memory:read", "MemoryLane"),
+    ("PUT", "/memory/{id}/item", "memory:write", "MemoryLane"),
+    ("DELETE", "/memory/{id}/item", "memory:write", "MemoryLane"),
+    ("GET", "/memory/{id}/search", "memory:search", "MemoryLane"),
 ];
 
 /// The adapter's routes.
@@ -129,6 +135,12 @@ pub fn router(api: Arc<DocumentsApi>) -> Router {
         )
         .route("/folders/{id}/bulk-move", post(bulk_move))
         .route("/folders/{id}/bulk-delete", post(bulk_delete))
+        .route("/memory/{id}/items", get(list_memory))
+        .route(
+            "/memory/{id}/item",
+            get(get_memory).put(put_memory).delete(forget_memory),
+        )
+        .route("/memory/{id}/search", get(search_memory))
         .fallback(|| async { AdapterError::NotFound("route") })
         .with_state(api)
 }
@@ -609,4 +621,104 @@ async fn bulk_delete(
         &body,
     )
     .await
+}
+
+/// `?key=` of a memory item.
+#[derive(Deserialize)]
+struct KeyQuery {
+    key: String,
+}
+
+fn key_query(query: Result<Query<KeyQuery>, QueryRejection>) -> Answer<String> {
+    let Query(KeyQuery { key }) =
+        query.map_err(|e| AdapterError::InvalidInput(format!("query: {}", e.body_text())))?;
+    memory::key(&key)?;
+    Ok(key)
+}
+
+async fn list_memory(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Listing<MemoryItem>>> {
+    let (_, mut tx) = api
+        .begin(&headers, "memory:read", "MemoryLane", &id)
+        .await?;
+    let page = page_query(query)?.page()?;
+    let items = memory::list(&mut tx, &id, &page).await?;
+    let next_cursor = full_page(&items, page.limit).map(|i| input::next_cursor(&i.key, &i.key));
+    Ok(Json(Listing { items, next_cursor }))
+}
+
+async fn get_memory(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<MemoryItem>> {
+    let (_, mut tx) = api
+        .begin(&headers, "memory:read", "MemoryLane", &id)
+        .await?;
+    let key = key_query(query)?;
+    Ok(Json(memory::get(&mut tx, &id, &key).await?))
+}
+
+async fn put_memory(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer<Json<MemoryItem>> {
+    let (call, mut tx) = api
+        .begin(&headers, "memory:write", "MemoryLane", &id)
+        .await?;
+    let item: NewItem = input::json_body(&body)?;
+    let written = memory::put(&mut tx, &id, &item, call.principal()).await?;
+    tx.commit().await?;
+    Ok(Json(written))
+}
+
+async fn forget_memory(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<KeyQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    let (_, mut tx) = api
+        .begin(&headers, "memory:write", "MemoryLane", &id)
+        .await?;
+    let key = key_query(query)?;
+    let deleted = memory::delete(&mut tx, &id, &key).await?;
+    tx.commit().await?;
+    Ok(Json(json!({ "deleted": deleted })))
+}
+
+/// `?q=` words to find, `limit` results (default 20, at most 200).
+#[derive(Deserialize)]
+struct MemorySearch {
+    q: String,
+    limit: Option<i64>,
+}
+
+async fn search_memory(
+    State(api): Api,
+    Path(id): Path<String>,
+    query: Result<Query<MemorySearch>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer<Json<Value>> {
+    let (_, mut tx) = api
+        .begin(&headers, "memory:search", "MemoryLane", &id)
+        .await?;
+    let Query(search) =
+        query.map_err(|e| AdapterError::InvalidInput(format!("query: {}", e.body_text())))?;
+    let limit = search.limit.unwrap_or(20);
+    if !(1..=input::MAX_PAGE).contains(&limit) {
+        return Err(AdapterError::InvalidInput(format!(
+            "limit: 1 to {}",
+            input::MAX_PAGE
+        )));
+    }
+    let items = memory::search(&mut tx, &id, &search.q, limit).await?;
+    Ok(Json(json!({ "items": items })))
 }

@@ -1,5 +1,6 @@
 //! The PostgreSQL adapter: the document platform's folders, documents, versions, comments
-//! and shares, as an HTTP service behind the gateway.
+//! and shares, and the agents' memory lanes ([`memory`]), as an HTTP service behind the
+//! gateway.
 //!
 //! Every handler follows the same steps: admit the call (the gateway's signed context,
 //! for exactly this action and resource: [`gatehouse_adapter_kit::ContextGuard`]), open a
@@ -17,6 +18,7 @@ pub mod filter;
 mod folders;
 mod input;
 pub mod listing;
+pub mod memory;
 pub mod seed;
 mod shares;
 mod tx;
