@@ -81,6 +81,10 @@ impl Database {
                         tracing::info!(target: "gatehouse::adapter", rows, "seeded the demo folders and documents");
                     }
                 }
+                let granted = entities::capabilities_to_grants(&owner).await.context("moving agents' capabilities into grants")?;
+                if granted > 0 {
+                    tracing::info!(target: "gatehouse::entities", grants = granted, "agents' stored capabilities are grants now");
+                }
                 owner.close().await;
             }
             let app = PgPoolOptions::new().max_connections(1).connect(&app_url).await.context("connecting as the application role")?;

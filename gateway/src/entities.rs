@@ -245,34 +245,61 @@ pub async fn seed(owner: &PgPool, entities_json: &str) -> anyhow::Result<usize> 
             .bind(tenant)
             .execute(&mut *tx)
             .await?;
-        // An agent's capabilities become grants (revocable), not stored parents.
-        let (capabilities, parents): (Vec<&Value>, Vec<&Value>) = e["parents"]
-            .as_array()
-            .map(|p| {
-                p.iter()
-                    .partition(|p| kind == "Agent" && p["type"] == "Capability")
-            })
-            .unwrap_or_default();
         sqlx::query("INSERT INTO entities (tenant_id, entity_type, entity_id, attrs, parents) VALUES ($1, $2, $3, $4, $5)")
             .bind(tenant)
             .bind(kind)
             .bind(id)
             .bind(&e["attrs"])
-            .bind(json!(parents))
+            .bind(&e["parents"])
             .execute(&mut *tx)
             .await?;
-        for capability in capabilities {
-            sqlx::query("INSERT INTO agent_grants (tenant_id, agent_id, capability, granted_by) VALUES ($1, $2, $3, 'seed')")
-                .bind(tenant)
-                .bind(id)
-                .bind(capability["id"].as_str().unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
-        }
         written += 1;
     }
     tx.commit().await?;
     Ok(written)
+}
+
+/// Moves the capabilities stored as an agent's parents (seeded, or written before grants
+/// existed) into `agent_grants`, where they can be revoked; tenant by tenant, as row-level
+/// security requires. Running it again moves nothing. Returns the grants made.
+///
+/// # Errors
+/// A database error; that tenant's move is rolled back.
+pub async fn capabilities_to_grants(owner: &PgPool) -> anyhow::Result<u64> {
+    let tenants: Vec<String> = sqlx::query_scalar("SELECT tenant_id FROM tenants")
+        .fetch_all(owner)
+        .await?;
+    let mut granted = 0;
+    for tenant in tenants {
+        let mut tx = owner.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+            .bind(&tenant)
+            .execute(&mut *tx)
+            .await?;
+        granted += sqlx::query(
+            "INSERT INTO agent_grants (tenant_id, agent_id, capability, granted_by) \
+             SELECT e.tenant_id, e.entity_id, p->>'id', 'stored parent' \
+             FROM entities e, jsonb_array_elements(e.parents) p \
+             WHERE e.tenant_id = $1 AND e.entity_type = 'Agent' AND p->>'type' = 'Capability' \
+             ON CONFLICT (tenant_id, agent_id, capability) WHERE revoked_at IS NULL DO NOTHING",
+        )
+        .bind(&tenant)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE entities SET parents = ( \
+                 SELECT COALESCE(jsonb_agg(p), '[]'::jsonb) FROM jsonb_array_elements(parents) p \
+                 WHERE p->>'type' <> 'Capability') \
+             WHERE tenant_id = $1 AND entity_type = 'Agent' \
+               AND parents @> '[{\"type\": \"Capability\"}]'::jsonb",
+        )
+        .bind(&tenant)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(granted)
 }
 
 /// The tenant directory: id and plan of every tenant.

@@ -566,7 +566,7 @@ fn agent_capabilities_are_granted_for_a_time_revoked_and_never_cached_past_eithe
     let (status, body) = gw.send(Method::GET, grants, &ed, None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["grants"][0]["capability"], "view");
-    assert_eq!(body["grants"][0]["granted_by"], "seed");
+    assert_eq!(body["grants"][0]["granted_by"], "stored parent");
 
     // Ed grants; the admin asks (asking about the agent is asking about someone else).
     let ada = gw.token("acme-ada", "acme");
