@@ -2,9 +2,12 @@
 //!
 //! Requests queue records in memory ([`AuditWriter`]). Every `flush_every`, the worker
 //! takes what is queued, appends it to the spool file (synced, without awaiting anything,
-//! so that a task stopped at any point loses nothing), and then writes the whole spool to
-//! PostgreSQL and removes it. While PostgreSQL is unreachable the spool grows; it is
-//! written, in order and exactly once (stored ids are skipped), when PostgreSQL is back.
+//! so that a task stopped at any point loses nothing), and then writes what the spool
+//! holds to PostgreSQL, in transactions of `batch_max` records, and removes it. While
+//! PostgreSQL is unreachable (or slower than the records arrive) the spool grows; the
+//! worker keeps its unwritten part in memory, so a backlog is never read back from the
+//! file while the process lives, and writes it in order and exactly once (stored ids are
+//! skipped) as soon as it can. A spool left by an earlier process is read once.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -84,6 +87,9 @@ pub struct AuditWorker {
     store: AuditStore,
     config: WriterConfig,
     checkpointed: Mutex<HashMap<TenantId, Instant>>,
+    /// The spool's records not yet in the store, in order; `None` until the spool file
+    /// (which an earlier process may have left) has been read.
+    unwritten: Option<Vec<AuditRecord>>,
 }
 
 impl AuditWorker {
@@ -94,12 +100,13 @@ impl AuditWorker {
             store,
             config,
             checkpointed: Mutex::new(HashMap::new()),
+            unwritten: None,
         }
     }
 
     /// Spools and writes queued records every `flush_every` until `shutdown` turns true,
     /// then once more.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.flush_every);
         loop {
             let stop = tokio::select! {
@@ -113,37 +120,79 @@ impl AuditWorker {
         }
     }
 
-    async fn flush(&self) {
+    async fn flush(&mut self) {
         let batch = self.queue.take_pending();
-        // A spool already there holds records an earlier flush could not write.
-        let backlog = self.config.spool.exists();
         if let Err(e) = spool(&self.config.spool, &batch) {
             // Nowhere left to put them: say so loudly, with the records themselves.
             let records: Vec<String> = batch.iter().map(AuditRecord::canonical).collect();
             tracing::error!(target: "gatehouse::audit", error = %e, records = ?records, "AUDIT RECORDS COULD NOT BE SPOOLED");
             return;
         }
-        let written = if backlog {
-            drain_spool(&self.store, &self.config.spool).await
-        } else {
-            // The spool holds exactly this batch: write it from memory, not re-read.
-            write_spooled(&self.store, &self.config.spool, &batch).await
+        let tenants = tenants_of(&batch);
+        let mut unwritten = match self.unwritten.take() {
+            Some(mut unwritten) => {
+                unwritten.extend(batch);
+                unwritten
+            }
+            // The spool file holds what an earlier process left, then this batch.
+            None => match read_spool(&self.config.spool) {
+                Ok(records) => records,
+                Err(e) => {
+                    tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool cannot be read; it is kept");
+                    return;
+                }
+            },
         };
-        if written.is_ok() {
-            self.checkpoint(&batch).await;
+        let pending = unwritten.len();
+        match write_in_chunks(&self.store, &unwritten, self.config.batch_max).await {
+            Ok(_) => {
+                if let Err(e) = remove_spool(&self.config.spool) {
+                    tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
+                }
+                unwritten.clear();
+                self.checkpoint(&tenants).await;
+            }
+            Err((written, e)) => {
+                unwritten.drain(..written);
+                if pending > 0 {
+                    tracing::warn!(target: "gatehouse::audit", error = %e, written, pending, "audit store unavailable; records kept in the spool");
+                }
+            }
         }
-        if let Err(e) = written
-            && !batch.is_empty()
-        {
-            tracing::warn!(target: "gatehouse::audit", error = %e, records = batch.len(), "audit store unavailable; records kept in the spool");
-        }
+        self.unwritten = Some(unwritten);
     }
 }
 
+/// The tenants of `records`, each once.
+fn tenants_of(records: &[AuditRecord]) -> Vec<TenantId> {
+    let mut tenants: Vec<TenantId> = Vec::new();
+    for record in records {
+        if !tenants.contains(&record.tenant) {
+            tenants.push(record.tenant.clone());
+        }
+    }
+    tenants
+}
+
+/// Writes `records` in order, `chunk` per transaction; how many were new to the store. On
+/// a failure: how many records were done with before it.
+async fn write_in_chunks(
+    store: &AuditStore,
+    records: &[AuditRecord],
+    chunk: usize,
+) -> Result<usize, (usize, AuditError)> {
+    let (mut done, mut new) = (0, 0);
+    for part in records.chunks(chunk.max(1)) {
+        new += store.append(part).await.map_err(|e| (done, e))?;
+        done += part.len();
+    }
+    Ok(new)
+}
+
 impl AuditWorker {
-    /// Signs the heads of the tenants in `batch` that have not been checkpointed for
+    /// Signs the heads of `tenants` that have not been checkpointed for
     /// `checkpoint_every`.
-    async fn checkpoint(&self, batch: &[AuditRecord]) {
+    async fn checkpoint(&self, tenants: &[TenantId]) {
         let Some(signer) = &self.config.checkpoints else {
             return;
         };
@@ -152,13 +201,13 @@ impl AuditWorker {
                 return;
             };
             let mut due: Vec<TenantId> = Vec::new();
-            for record in batch {
+            for tenant in tenants {
                 let fresh = last
-                    .get(&record.tenant)
+                    .get(tenant)
                     .is_some_and(|at| at.elapsed() < self.config.checkpoint_every);
-                if !fresh && !due.contains(&record.tenant) {
-                    last.insert(record.tenant.clone(), Instant::now());
-                    due.push(record.tenant.clone());
+                if !fresh {
+                    last.insert(tenant.clone(), Instant::now());
+                    due.push(tenant.clone());
                 }
             }
             due
@@ -204,31 +253,33 @@ pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
 /// # Errors
 /// [`AuditError`] when the store refuses; the spool then stays as it was.
 pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(AuditError::Spool(e.to_string())),
-    };
-    let records: Vec<AuditRecord> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    write_spooled(store, path, &records).await
+    let records = read_spool(path)?;
+    let written = write_in_chunks(store, &records, DRAIN_CHUNK)
+        .await
+        .map_err(|(_, e)| e)?;
+    remove_spool(path)?;
+    Ok(written)
 }
 
-/// Writes `records`, which are all the spool at `path` holds, then removes the spool.
-async fn write_spooled(
-    store: &AuditStore,
-    path: &Path,
-    records: &[AuditRecord],
-) -> Result<usize, AuditError> {
-    let written = if records.is_empty() {
-        0
-    } else {
-        store.append(records).await?
+/// Records per transaction when a spool is drained outside the worker.
+const DRAIN_CHUNK: usize = 5_000;
+
+/// The records of the spool file at `path` (none when there is no file).
+fn read_spool(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AuditError::Spool(e.to_string())),
     };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+fn remove_spool(path: &Path) -> Result<(), AuditError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(AuditError::Spool(e.to_string())),
-        _ => Ok(written),
+        _ => Ok(()),
     }
 }

@@ -158,8 +158,11 @@ impl PgEntityStore {
         let mut valid_until: Option<SystemTime> = None;
         for row in rows {
             if let Some(epoch) = row.get::<Option<f64>, _>(4) {
-                let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(epoch.max(0.0));
-                valid_until = Some(valid_until.map_or(at, |v| v.min(at)));
+                // An expiry no clock can reach (`infinity`) bounds nothing.
+                if let Ok(after) = Duration::try_from_secs_f64(epoch.max(0.0)) {
+                    let at = SystemTime::UNIX_EPOCH + after;
+                    valid_until = Some(valid_until.map_or(at, |v| v.min(at)));
+                }
             }
             let (kind, id): (String, String) = (row.get(0), row.get(1));
             let (attrs, parents): (Value, Value) = (row.get(2), row.get(3));

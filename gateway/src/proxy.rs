@@ -398,15 +398,19 @@ impl Gateway {
         ctx.code = Some("pdp_api");
         ctx.action = Some(path);
         let request_id = header(session, "x-request-id").map(str::to_string);
-        respond_with(
+        let written = respond_with(
             session,
             reply.status,
             &reply.body,
             None,
             request_id.as_deref(),
         )
-        .await
-        .map_err(|_| Refusal::new(500, "write_failed", "the answer could not be written"))
+        .await;
+        if let Err(e) = written {
+            // The connection is gone: there is no one left to answer.
+            tracing::debug!(target: "gatehouse::pdp_api", error = %e, "the answer could not be written");
+        }
+        Ok(())
     }
 }
 
@@ -609,7 +613,8 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// Answers with `refusal` as a JSON error (with the decision and trace ids).
+/// Answers with `refusal` as a JSON error (with the decision and trace ids), echoing the
+/// client's `X-Request-ID`; a 401 says the scheme it wants (`WWW-Authenticate`).
 async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal) -> Result<bool> {
     ctx.code = Some(refusal.code);
     let body = json!({ "error": {
@@ -618,7 +623,15 @@ async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal)
         "decision_id": ctx.decision_id,
         "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
     }});
-    respond(session, refusal.status, &body, refusal.retry_after).await?;
+    let request_id = header(session, "x-request-id").map(str::to_string);
+    respond_with(
+        session,
+        refusal.status,
+        &body,
+        refusal.retry_after,
+        request_id.as_deref(),
+    )
+    .await?;
     Ok(true)
 }
 
@@ -674,13 +687,16 @@ async fn respond_with(
     request_id: Option<&str>,
 ) -> Result<()> {
     let body = Bytes::from(body.to_string());
-    let mut response = ResponseHeader::build(status, Some(5))?;
+    let mut response = ResponseHeader::build(status, Some(6))?;
     response.insert_header("content-type", "application/json")?;
     if let Some(seconds) = retry_after {
         response.insert_header("retry-after", seconds.to_string())?;
     }
     if let Some(id) = request_id {
         response.insert_header("x-request-id", id)?;
+    }
+    if status == 401 {
+        response.insert_header("www-authenticate", "Bearer")?;
     }
     response.set_content_length(body.len())?;
     session

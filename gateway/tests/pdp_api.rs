@@ -341,7 +341,7 @@ fn a_tool_call_is_decided_with_its_arguments() {
         json!({
             "subject": { "type": "Agent", "id": "acme-bot-admin" },
             "action": { "name": "tool:invoke" },
-            "resource": { "type": "Tool", "id": "acme-mailer" },
+            "resource": { "type": "Tool", "id": "acme-payments" },
             "context": { "args": { "amount": amount, "currency": "EUR" } },
         })
     };
@@ -359,6 +359,10 @@ fn a_tool_call_is_decided_with_its_arguments() {
             .unwrap()
             .contains("more needs a person")
     );
+    let mut silent = call(1);
+    silent["context"] = json!({});
+    let (_, body) = post(&gw, &admin, "/gatehouse/v1/authorize", silent);
+    assert_eq!(body["decision"], "deny", "a payment must say its amount");
 
     let mut unknown = call(1);
     unknown["context"]["args"]["shell"] = json!("rm -rf /");
@@ -498,6 +502,16 @@ fn resource_and_subject_searches_hold_exactly_what_checks_allow_and_page_through
         }
     }
     assert!(!found.is_empty());
+    let (status, body) = post(
+        &gw,
+        &vera,
+        "/access/v1/search/resource",
+        json!({ "subject": user("acme-vera"), "action": { "name": "document:read" }, "resource": { "type": "Document" }, "page": { "limit": 0 } }),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_page_limit"))
+    );
     assert_eq!(found, one_by_one);
     assert!(
         found.iter().all(|id| id.starts_with("acme-")),
@@ -710,6 +724,15 @@ fn entities_pushed_by_an_app_are_validated_decided_with_and_kept_in_their_tenant
             })],
             "capability_via_grants",
         ),
+        (
+            // The same parent in Cedar's other spelling is the same parent.
+            vec![json!({
+                "uid": { "type": "Agent", "id": "app-bot" },
+                "attrs": { "name": "b", "acts_for": { "__entity": { "type": "User", "id": "acme-ed" } }, "tools": [] },
+                "parents": [{ "__entity": { "type": "Capability", "id": "manage" } }],
+            })],
+            "capability_via_grants",
+        ),
     ];
     for (entities, code) in cases {
         let (status, body) = push(entities);
@@ -723,6 +746,35 @@ fn entities_pushed_by_an_app_are_validated_decided_with_and_kept_in_their_tenant
         reads("acme-second", "acme-public")["errors"][0]["code"],
         "unknown_principal"
     );
+
+    // The documents adapter's own documents are changed through it, not pushed over.
+    let (status, body) = push(vec![pushed_document("acme-plan")]);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("kept_by_adapter"))
+    );
+
+    // A deleted agent's grants go with it: an agent pushed again under its id starts bare.
+    let bot = json!({
+        "uid": { "type": "Agent", "id": "app-bot" },
+        "attrs": { "name": "b", "acts_for": { "__entity": { "type": "User", "id": "acme-ed" } }, "tools": [] },
+    });
+    assert_eq!(push(vec![bot.clone()]).0, 200);
+    let grants = "/gatehouse/v1/agents/app-bot/grants";
+    let ed = gw.token("acme-ed", "acme");
+    assert_eq!(
+        post(&gw, &ed, grants, json!({ "capability": "view" })).0,
+        201
+    );
+    let uids = json!({ "uids": [{ "type": "Agent", "id": "app-bot" }] });
+    assert_eq!(
+        gw.send(Method::DELETE, "/gatehouse/v1/entities", &ada, Some(uids))
+            .0,
+        200
+    );
+    assert_eq!(push(vec![bot]).0, 200);
+    let (_, body) = gw.send(Method::GET, grants, &ed, None);
+    assert_eq!(body["grants"], json!([]), "{body}");
 
     // Another tenant neither sees nor decides with acme's entities.
     let gina = gw.token("globex-gina", "globex");

@@ -69,10 +69,17 @@ pub async fn put(
     writer: &str,
 ) -> Result<MemoryItem, AdapterError> {
     key(&item.key)?;
-    if item.value.to_string().len() > MAX_VALUE_BYTES {
+    let value = item.value.to_string();
+    if value.len() > MAX_VALUE_BYTES {
         return Err(AdapterError::InvalidInput(format!(
             "value: at most {MAX_VALUE_BYTES} bytes of JSON"
         )));
+    }
+    // PostgreSQL's jsonb holds no NUL character.
+    if value.contains("\\u0000") {
+        return Err(AdapterError::InvalidInput(
+            "value: no NUL characters".into(),
+        ));
     }
     let text = match (&item.text, &item.value) {
         (Some(text), _) => text.clone(),
@@ -156,8 +163,10 @@ pub async fn search(
     query: &str,
     limit: i64,
 ) -> Result<Vec<MemoryItem>, AdapterError> {
-    if query.trim().is_empty() || query.chars().count() > 500 {
-        return Err(AdapterError::InvalidInput("q: 1 to 500 characters".into()));
+    if query.trim().is_empty() || query.chars().count() > 500 || query.contains('\0') {
+        return Err(AdapterError::InvalidInput(
+            "q: 1 to 500 characters, no NUL".into(),
+        ));
     }
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM memory_items, plainto_tsquery('simple', $3) q \

@@ -2,12 +2,11 @@
 //! upserted and deleted in the caller's tenant only, each checked against the Cedar
 //! schema before anything is written, all of a call in one transaction.
 
-use cedar_policy::Entities;
+use cedar_policy::Entity;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::grants::database;
-use super::{ApiError, Caller, PdpApi, Reply, parse, tenant_uid};
+use super::{ApiError, Caller, PdpApi, Reply, database, parse, tenant_uid};
 
 /// The most entities one call may push or delete.
 pub const MAX_ENTITIES: usize = 1000;
@@ -58,12 +57,16 @@ impl PdpApi {
             .entities
             .into_iter()
             .enumerate()
-            .map(|(i, e)| check(bundle.schema(), caller, e).map_err(|e| at(i, e)))
+            .map(|(i, e)| check_entity(bundle.schema(), caller, e).map_err(|e| in_item(i, e)))
             .collect::<Result<Vec<Checked>, ApiError>>()?;
         let mut tx = gatehouse_schemas::tenant_tx(pool, &caller.tenant)
             .await
             .map_err(database)?;
         for e in &checked {
+            kept_by_adapter(&mut tx, caller, &e.kind, &e.id).await?;
+            if e.kind == "Agent" {
+                revoke_if_user_changes(&mut tx, caller, &e.id, &e.attrs["acts_for"]).await?;
+            }
             sqlx::query(
                 "INSERT INTO entities (tenant_id, entity_type, entity_id, attrs, parents) \
                  VALUES ($1, $2, $3, $4, $5) \
@@ -96,13 +99,15 @@ impl PdpApi {
         let delete: DeleteIn = parse(body)?;
         too_many(delete.uids.len())?;
         for (i, uid) in delete.uids.iter().enumerate() {
-            pushable(&uid.kind).map_err(|e| at(i, e))?;
+            pushable(&uid.kind).map_err(|e| in_item(i, e))?;
         }
         let mut tx = gatehouse_schemas::tenant_tx(pool, &caller.tenant)
             .await
             .map_err(database)?;
         let mut deleted = 0;
         for uid in &delete.uids {
+            kept_by_adapter(&mut tx, caller, &uid.kind, &uid.id).await?;
+            forget_what_belongs_to(&mut tx, caller, &uid.kind, &uid.id).await?;
             let done = sqlx::query(
                 "DELETE FROM entities WHERE tenant_id = $1 AND entity_type = $2 AND entity_id = $3",
             )
@@ -122,8 +127,11 @@ impl PdpApi {
 
 /// Checks one pushed entity: a pushable type of the schema, in the caller's tenant (the
 /// `tenant` attribute is set to it), capabilities only through grants, and attributes and
-/// parents as the schema declares them.
-fn check(
+/// parents as the schema declares them. What is stored is Cedar's own rendering of the
+/// parsed entity, never the request's JSON: whatever spelling Cedar accepted, the stored
+/// parents are plain `{"type", "id"}` pairs that the checks here and the store's queries
+/// read.
+fn check_entity(
     schema: &cedar_policy::Schema,
     caller: &Caller,
     mut entity: Value,
@@ -140,19 +148,14 @@ fn check(
     if !entity["attrs"].is_object() {
         entity["attrs"] = json!({});
     }
-    if !entity["parents"].is_array() {
+    if entity.get("parents").is_none() {
         entity["parents"] = json!([]);
     }
     let own = json!({ "__entity": { "type": "Tenant", "id": caller.tenant.as_str() } });
-    match entity["attrs"].get("tenant") {
-        None => entity["attrs"]["tenant"] = own,
-        Some(given)
-            if *given == own
-                || given["id"] == own["__entity"]["id"] && given["type"] == "Tenant" =>
-        {
-            entity["attrs"]["tenant"] = own;
-        }
-        Some(_) => {
+    if let Some(given) = entity["attrs"].get("tenant") {
+        let names_own =
+            *given == own || (given["type"] == "Tenant" && given["id"] == own["__entity"]["id"]);
+        if !names_own {
             return Err(ApiError::bad(
                 "tenant_mismatch",
                 format!(
@@ -161,29 +164,120 @@ fn check(
             ));
         }
     }
+    entity["attrs"]["tenant"] = own;
+    let invalid = |e: &dyn std::fmt::Display| {
+        ApiError::bad(
+            "invalid_entity",
+            format!("{kind}::{id:?} does not fit the schema: {e}"),
+        )
+    };
+    let parsed = Entity::from_json_value(entity, Some(schema)).map_err(|e| invalid(&e))?;
+    let mut normal = parsed.to_json_value().map_err(|e| invalid(&e))?;
+    let parents = normal["parents"].take();
     let capability = |p: &Value| p["type"] == "Capability";
-    if kind == "Agent"
-        && entity["parents"]
-            .as_array()
-            .is_some_and(|p| p.iter().any(capability))
-    {
+    if kind == "Agent" && parents.as_array().is_some_and(|p| p.iter().any(capability)) {
         return Err(ApiError::bad(
             "capability_via_grants",
             "an agent's capabilities are granted with POST /gatehouse/v1/agents/{id}/grants",
         ));
     }
-    Entities::from_json_value(json!([entity]), Some(schema)).map_err(|e| {
-        ApiError::bad(
-            "invalid_entity",
-            format!("{kind}::{id:?} does not fit the schema: {e}"),
-        )
-    })?;
     Ok(Checked {
         kind,
         id,
-        attrs: entity["attrs"].take(),
-        parents: entity["parents"].take(),
+        attrs: normal["attrs"].take(),
+        parents,
     })
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// Folders and documents of the documents adapter are changed through it: the entity and
+/// its table row (name, classification, shares) must never disagree.
+async fn kept_by_adapter(
+    tx: &mut Tx,
+    caller: &Caller,
+    kind: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    let table = match kind {
+        "Document" => "documents",
+        "Folder" => "folders",
+        _ => return Ok(()),
+    };
+    let kept: bool = sqlx::query_scalar(&format!(
+        "SELECT EXISTS (SELECT 1 FROM {table} WHERE tenant_id = $1 AND id = $2)"
+    ))
+    .bind(caller.tenant.as_str())
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(database)?;
+    if kept {
+        return Err(ApiError::new(
+            409,
+            "kept_by_adapter",
+            format!("{kind}::{id:?} is kept by the documents adapter: change it through its API"),
+        ));
+    }
+    Ok(())
+}
+
+/// An agent that comes to act for another user loses the grants made for the former one.
+async fn revoke_if_user_changes(
+    tx: &mut Tx,
+    caller: &Caller,
+    agent: &str,
+    acts_for: &Value,
+) -> Result<(), ApiError> {
+    let stored: Option<Value> = sqlx::query_scalar(
+        "SELECT attrs->'acts_for' FROM entities WHERE tenant_id = $1 AND entity_type = 'Agent' AND entity_id = $2",
+    )
+    .bind(caller.tenant.as_str())
+    .bind(agent)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(database)?;
+    if stored.is_some_and(|stored| stored != *acts_for) {
+        revoke_all(tx, caller, agent).await?;
+    }
+    Ok(())
+}
+
+/// What goes with an entity: an agent's grants (revoked, so no later agent of the same id
+/// inherits them), a memory lane's items.
+async fn forget_what_belongs_to(
+    tx: &mut Tx,
+    caller: &Caller,
+    kind: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    match kind {
+        "Agent" => revoke_all(tx, caller, id).await,
+        "MemoryLane" => {
+            sqlx::query("DELETE FROM memory_items WHERE tenant_id = $1 AND lane_id = $2")
+                .bind(caller.tenant.as_str())
+                .bind(id)
+                .execute(&mut **tx)
+                .await
+                .map_err(database)?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn revoke_all(tx: &mut Tx, caller: &Caller, agent: &str) -> Result<(), ApiError> {
+    sqlx::query(
+        "UPDATE agent_grants SET revoked_at = clock_timestamp(), revoked_by = $3 \
+         WHERE tenant_id = $1 AND agent_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(caller.tenant.as_str())
+    .bind(agent)
+    .bind(caller.principal.uid.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(database)?;
+    Ok(())
 }
 
 fn pushable(kind: &str) -> Result<(), ApiError> {
@@ -208,7 +302,7 @@ fn too_many(n: usize) -> Result<(), ApiError> {
 }
 
 /// An item's error, naming the item.
-fn at(index: usize, mut error: ApiError) -> ApiError {
+fn in_item(index: usize, mut error: ApiError) -> ApiError {
     error.message = format!("item {index}: {}", error.message);
     error
 }

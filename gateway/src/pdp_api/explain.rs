@@ -5,7 +5,7 @@
 use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, Effect, LegDecision};
 
 /// Why a request was denied, for two readers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Reason {
     /// For whoever runs the policies: names policies, entities and codes.
     pub admin: String,

@@ -9,8 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{ApiError, Caller, PdpApi, Reply, parse, type_name};
-use crate::proxy::Store;
+use super::{ApiError, Caller, PdpApi, Reply, database, parse, type_name};
 
 /// The capabilities the policies know (`Capability::"view"` and so on).
 const CAPABILITIES: [&str; 3] = ["view", "edit", "manage"];
@@ -54,6 +53,17 @@ impl PdpApi {
         path: GrantPath<'_>,
         body: &[u8],
     ) -> Result<Reply, ApiError> {
+        let known = matches!(
+            (method, path.capability),
+            ("GET" | "POST", None) | ("DELETE", Some(_))
+        );
+        if !known {
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                "grants take GET and POST; a grant takes DELETE",
+            ));
+        }
         let agent = EntityUid::from_type_name_and_id(type_name("Agent"), EntityId::new(path.agent));
         let pool = self.writable_pool().await?;
         self.permitted(caller, "agent:grant", agent).await?;
@@ -98,25 +108,6 @@ impl PdpApi {
         tx.commit().await.map_err(database)?;
         self.changed(caller);
         Ok(reply)
-    }
-
-    /// The application role's pool; `None` when entities come from a file.
-    pub(super) async fn writable_pool(&self) -> Result<&sqlx::PgPool, ApiError> {
-        match &self.store {
-            Store::Postgres(store) => store.pool().await.map_err(|_| ApiError::unavailable()),
-            Store::Memory(_) => Err(ApiError::new(
-                409,
-                "entities_read_only",
-                "entities come from a file: nothing can be written through the API",
-            )),
-        }
-    }
-
-    /// Drops the tenant's cached entities now (the database's notification follows).
-    pub(super) fn changed(&self, caller: &Caller) {
-        if let Store::Postgres(store) = &self.store {
-            store.invalidate(Some(&caller.tenant));
-        }
     }
 }
 
@@ -183,9 +174,4 @@ fn grant_json(agent: &str, row: &sqlx::postgres::PgRow) -> Value {
         "granted_at": row.get::<String, _>(2),
         "expires_at": row.get::<Option<String>, _>(3),
     })
-}
-
-pub(super) fn database(e: sqlx::Error) -> ApiError {
-    tracing::warn!(target: "gatehouse::pdp_api", error = %e, "database error");
-    ApiError::unavailable()
 }

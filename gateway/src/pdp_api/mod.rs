@@ -164,20 +164,24 @@ enum Flavor {
 }
 
 /// Whether the caller may ask about others, decided at most once per call.
-type Permission = Option<Result<(), ApiError>>;
+type OthersPermission = Option<Result<(), ApiError>>;
 
 impl PdpApi {
     /// Answers one API call.
     pub async fn handle(&self, method: &str, path: &str, caller: &Caller, body: &[u8]) -> Reply {
         let answer = match (method, path) {
-            ("POST", "/access/v1/evaluation") => self.evaluation(caller, path, body).await,
+            ("POST", "/access/v1/evaluation") => {
+                self.evaluation(caller, path, body, Flavor::AuthZen).await
+            }
             ("POST", "/access/v1/evaluations") => {
                 self.evaluations(caller, path, body, Flavor::AuthZen).await
             }
             ("POST", "/access/v1/search/subject") => self.search_subjects(caller, body).await,
             ("POST", "/access/v1/search/resource") => self.search_resources(caller, body).await,
             ("POST", "/access/v1/search/action") => self.search_actions(caller, path, body).await,
-            ("POST", "/gatehouse/v1/authorize") => self.authorize(caller, path, body).await,
+            ("POST", "/gatehouse/v1/authorize") => {
+                self.evaluation(caller, path, body, Flavor::Gatehouse).await
+            }
             ("POST", "/gatehouse/v1/authorize/batch") => {
                 self.evaluations(caller, path, body, Flavor::Gatehouse)
                     .await
@@ -189,11 +193,18 @@ impl PdpApi {
                 let grant_path = GrantPath::parse(path).expect("just matched");
                 self.grants(caller, method, grant_path, body).await
             }
-            (_, path) if ENDPOINTS.contains(&path) => Err(ApiError::new(
-                405,
-                "method_not_allowed",
-                format!("{path} takes POST"),
-            )),
+            (_, path) if ROUTES.iter().any(|(_, p)| *p == path) => {
+                let methods: Vec<&str> = ROUTES
+                    .iter()
+                    .filter(|(_, p)| *p == path)
+                    .map(|(m, _)| *m)
+                    .collect();
+                Err(ApiError::new(
+                    405,
+                    "method_not_allowed",
+                    format!("{path} takes {}", methods.join(", ")),
+                ))
+            }
             _ => Err(ApiError::new(
                 404,
                 "no_such_endpoint",
@@ -206,27 +217,22 @@ impl PdpApi {
         })
     }
 
-    /// AuthZEN's single evaluation.
+    /// One check, answered in `flavor`; 503 when no decision could be made.
     async fn evaluation(
         &self,
         caller: &Caller,
         path: &str,
         body: &[u8],
+        flavor: Flavor,
     ) -> Result<Reply, ApiError> {
         let decided = self.check(caller, path, parse(body)?, &mut None).await?;
         if decided.decision.is_unavailable() {
             return Err(ApiError::unavailable());
         }
-        Ok(Reply::ok(authzen(&decided)))
-    }
-
-    /// Gatehouse's single check: the whole decision.
-    async fn authorize(&self, caller: &Caller, path: &str, body: &[u8]) -> Result<Reply, ApiError> {
-        let decided = self.check(caller, path, parse(body)?, &mut None).await?;
-        if decided.decision.is_unavailable() {
-            return Err(ApiError::unavailable());
-        }
-        Ok(Reply::ok(rich(&decided)))
+        Ok(Reply::ok(match flavor {
+            Flavor::AuthZen => authzen_json(&decided),
+            Flavor::Gatehouse => gatehouse_json(&decided),
+        }))
     }
 
     /// Up to [`MAX_EVALUATIONS`] checks, answered in order. A check that cannot be made
@@ -244,7 +250,9 @@ impl PdpApi {
             Some(items) if !items.is_empty() => items,
             // AuthZEN: without evaluations, the defaults are one evaluation.
             _ if flavor == Flavor::AuthZen => {
-                return self.evaluation(caller, AUTHZEN_EVALUATION, body).await;
+                return self
+                    .evaluation(caller, AUTHZEN_EVALUATION, body, flavor)
+                    .await;
             }
             _ => return Err(ApiError::missing("evaluations")),
         };
@@ -258,7 +266,7 @@ impl PdpApi {
                 ),
             ));
         }
-        let mut permission: Permission = None;
+        let mut permission: OthersPermission = None;
         let mut answers = Vec::with_capacity(items.len());
         for item in items {
             let answer = match self
@@ -268,8 +276,8 @@ impl PdpApi {
                 Ok(decided) => {
                     let allowed = decided.decision.is_allowed();
                     let rendered = match flavor {
-                        Flavor::AuthZen => authzen(&decided),
-                        Flavor::Gatehouse => rich(&decided),
+                        Flavor::AuthZen => authzen_json(&decided),
+                        Flavor::Gatehouse => gatehouse_json(&decided),
                     };
                     (allowed, rendered)
                 }
@@ -294,7 +302,7 @@ impl PdpApi {
         caller: &Caller,
         path: &str,
         evaluation: EvaluationIn,
-        permission: &mut Permission,
+        permission: &mut OthersPermission,
     ) -> Result<Decided, ApiError> {
         let bundle = self.pdp.bundle().snapshot();
         let subject = evaluation
@@ -361,7 +369,7 @@ impl PdpApi {
         &self,
         caller: &Caller,
         subject: &EntityUid,
-        permission: &mut Permission,
+        permission: &mut OthersPermission,
     ) -> Result<(), ApiError> {
         if *subject == caller.principal.uid {
             return Ok(());
@@ -378,6 +386,25 @@ impl PdpApi {
 }
 
 impl PdpApi {
+    /// The application role's pool; 409 when entities come from a file.
+    async fn writable_pool(&self) -> Result<&sqlx::PgPool, ApiError> {
+        match &self.store {
+            Store::Postgres(store) => store.pool().await.map_err(|_| ApiError::unavailable()),
+            Store::Memory(_) => Err(ApiError::new(
+                409,
+                "entities_read_only",
+                "entities come from a file: nothing can be written through the API",
+            )),
+        }
+    }
+
+    /// Drops the tenant's cached entities now (the database's notification follows).
+    fn changed(&self, caller: &Caller) {
+        if let Store::Postgres(store) = &self.store {
+            store.invalidate(Some(&caller.tenant));
+        }
+    }
+
     /// Whether the caller may take `action` on `resource`: decided and audited like any
     /// request (the route names the action, as the API call is not a route).
     async fn permitted(
@@ -440,18 +467,6 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/gatehouse/v1/agents/{id}/grants/{capability}"),
 ];
 
-/// Every endpoint, for telling a wrong method from a wrong path.
-const ENDPOINTS: [&str; 9] = [
-    "/access/v1/evaluation",
-    "/access/v1/evaluations",
-    "/access/v1/search/subject",
-    "/access/v1/search/resource",
-    "/access/v1/search/action",
-    "/gatehouse/v1/authorize",
-    "/gatehouse/v1/authorize/batch",
-    "/gatehouse/v1/capabilities",
-    "/gatehouse/v1/entities",
-];
 const AUTHZEN_EVALUATION: &str = "/access/v1/evaluation";
 
 /// AuthZEN's `evaluations_semantic`.
@@ -525,10 +540,11 @@ fn resolve(
 }
 
 /// A question about oneself is decided with what one's own credential established (MFA,
-/// the client address, the decision point's clock), whatever the body claims.
+/// the client address, the decision point's clock; no region), whatever the body claims.
 fn own_context(caller: &Caller, mut context: Map<String, Value>) -> Map<String, Value> {
     context.insert("mfa".into(), Value::Bool(caller.principal.mfa));
     context.remove("now");
+    context.remove("region");
     match &caller.client_ip {
         Some(ip) => context.insert("source_ip".into(), Value::String(ip.clone())),
         None => context.remove("source_ip"),
@@ -617,6 +633,12 @@ fn tenant_uid(tenant: &TenantId) -> EntityUid {
     EntityUid::from_type_name_and_id(type_name("Tenant"), EntityId::new(tenant.as_str()))
 }
 
+/// A database error, logged, answered as 503 (never with its text).
+fn database(e: sqlx::Error) -> ApiError {
+    tracing::warn!(target: "gatehouse::pdp_api", error = %e, "database error");
+    ApiError::unavailable()
+}
+
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::bad(
@@ -628,22 +650,20 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// AuthZEN's answer: the decision, and for a deny its id and reasons (an allow carries no
 /// context, which a PEP might not understand and then refuse).
-fn authzen(decided: &Decided) -> Value {
-    match &decided.reason {
-        None => json!({ "decision": true }),
-        Some(reason) => json!({
-            "decision": false,
-            "context": {
-                "decision_id": decided.id,
-                "reason_admin": { "403": reason.admin },
-                "reason_user": { "403": reason.user },
-            },
-        }),
+fn authzen_json(decided: &Decided) -> Value {
+    if decided.decision.is_allowed() {
+        return json!({ "decision": true });
     }
+    let mut context = json!({ "decision_id": decided.id });
+    if let Some(reason) = &decided.reason {
+        context["reason_admin"] = json!({ "403": reason.admin });
+        context["reason_user"] = json!({ "403": reason.user });
+    }
+    json!({ "decision": false, "context": context })
 }
 
 /// Gatehouse's answer: the whole decision.
-fn rich(decided: &Decided) -> Value {
+fn gatehouse_json(decided: &Decided) -> Value {
     let decision = &decided.decision;
     let errors: Vec<Value> = decision
         .errors
@@ -657,7 +677,7 @@ fn rich(decided: &Decided) -> Value {
         "action": decided.request.action.to_string(),
         "resource": decided.request.resource.to_string(),
         "determining_policies": decision.determining_policies,
-        "reason": decided.reason.as_ref().map(|r| json!({ "admin": r.admin, "user": r.user })),
+        "reason": decided.reason,
         "errors": errors,
         "delegation": decision.delegation,
         "bundle": { "name": &*decision.bundle.name, "version": &*decision.bundle.version, "hash": &*decision.bundle.hash },

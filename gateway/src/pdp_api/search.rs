@@ -4,8 +4,10 @@
 //!
 //! Subject and resource searches walk the tenant's entities of the searched type in id
 //! order and keep those the decision point allows, one by one: exactly what a check of
-//! each would answer. A page scans a bounded number of candidates, so a page may hold
-//! fewer results than its limit and still have a next one.
+//! each would answer. A page decides at most [`BUDGET`] candidates, so a page may hold
+//! fewer results than its limit and still have a next one. The candidates are not audited
+//! one by one (as a list's filtered items are not); the checks of action searches and
+//! capabilities on a resource are.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,7 +19,9 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use super::wire::{EntityIn, PageIn, SearchIn};
-use super::{ApiError, Caller, PdpApi, Permission, Reply, entity_type, entity_uid, parse, resolve};
+use super::{
+    ApiError, Caller, OthersPermission, PdpApi, Reply, entity_type, entity_uid, parse, resolve,
+};
 use crate::proxy::Store;
 
 /// Results per page unless the caller asks for another number.
@@ -26,6 +30,8 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 /// Candidates read from the store at a time.
 const CHUNK: usize = 256;
+/// The most candidates one page decides.
+const BUDGET: usize = 1000;
 
 impl PdpApi {
     /// AuthZEN's resource search: the resources of `resource.type` the subject may take
@@ -141,7 +147,7 @@ impl PdpApi {
                         "decision": d.decision.effect.as_str(),
                         "decision_id": d.id,
                         "determining_policies": d.decision.determining_policies,
-                        "reason": d.reason.as_ref().map(|r| json!({ "admin": r.admin, "user": r.user })),
+                        "reason": d.reason,
                     })
                 })
                 .collect();
@@ -165,7 +171,7 @@ impl PdpApi {
         let principal = entity_uid(&bundle, &subject, "subject")?;
         let resource_uid = entity_uid(&bundle, &resource, "resource")?;
         let actions = bundle.actions_between(principal.type_name(), resource_uid.type_name());
-        let mut permission: Permission = None;
+        let mut permission: OthersPermission = None;
         let mut decided = Vec::with_capacity(actions.len());
         for action in actions {
             let name = super::wire::ActionIn {
@@ -260,20 +266,40 @@ impl PdpApi {
     ) -> Result<Page, ApiError> {
         let tenant = &template.tenant;
         let page = page.unwrap_or_default();
-        let limit = page.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-        let mut after = page.token.as_deref().map(decode_token).transpose()?;
-        let budget = (limit * 10).max(CHUNK);
-        let (mut scanned, mut results) = (0, Vec::new());
+        let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::bad(
+                "bad_page_limit",
+                format!("page.limit is from 1 to {MAX_LIMIT}"),
+            ));
+        }
+        let mut at = match page.token.as_deref() {
+            Some(token) => Position::decode(token)?,
+            None => Position::default(),
+        };
+        let mut to_skip = at.skip;
+        let (mut decided, mut results) = (0, Vec::new());
+        // Candidates are read after the last result (or the start); those a previous page
+        // already found denied are skipped, not decided again.
+        let mut cursor = at.after.clone();
         loop {
-            let chunk = entity_ids(&self.store, tenant, kind, after.as_deref(), CHUNK)
+            let chunk = entity_ids(&self.store, tenant, kind, cursor.as_deref(), CHUNK)
                 .await
                 .map_err(|_| ApiError::unavailable())?;
             let exhausted = chunk.len() < CHUNK;
             for id in chunk {
-                if results.len() >= limit || scanned >= budget {
-                    return Ok(Page::more(results, after));
+                cursor = Some(id.clone());
+                if to_skip > 0 {
+                    to_skip -= 1;
+                    continue;
                 }
-                scanned += 1;
+                if results.len() >= limit || decided >= BUDGET {
+                    return Ok(Page {
+                        ids: results,
+                        next: Some(at),
+                    });
+                }
+                decided += 1;
                 let mut request = template.clone();
                 match vary {
                     Vary::Resource => request.resource = uid(kind, &id),
@@ -281,11 +307,19 @@ impl PdpApi {
                 }
                 if self.allows(&request).await? {
                     results.push(id.clone());
+                    at = Position {
+                        after: Some(id),
+                        skip: 0,
+                    };
+                } else {
+                    at.skip += 1;
                 }
-                after = Some(id);
             }
             if exhausted {
-                return Ok(Page::last(results));
+                return Ok(Page {
+                    ids: results,
+                    next: None,
+                });
             }
         }
     }
@@ -298,24 +332,41 @@ enum Vary {
     Principal,
 }
 
+/// Where the next page starts: after the last result given, past the candidates found
+/// denied since. A token names only what the caller was shown (and a count), never a
+/// candidate it may not see; a forged one moves the start, and every result is still
+/// decided.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Position {
+    after: Option<String>,
+    skip: usize,
+}
+
+impl Position {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a position serializes");
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(token: &str) -> Result<Self, ApiError> {
+        URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| ApiError::bad("bad_page_token", "page.token is not one this API gave"))
+    }
+}
+
 /// One page of search results.
 struct Page {
     ids: Vec<String>,
-    next: Option<String>,
+    next: Option<Position>,
 }
 
 impl Page {
-    fn more(ids: Vec<String>, after: Option<String>) -> Self {
-        Self { ids, next: after }
-    }
-
-    fn last(ids: Vec<String>) -> Self {
-        Self { ids, next: None }
-    }
-
     /// AuthZEN's search response: `next_token` is empty on the last page.
     fn reply(self, kind: &EntityTypeName) -> Reply {
-        let next_token = self.next.as_deref().map(encode_token).unwrap_or_default();
+        let next_token = self.next.as_ref().map(Position::encode).unwrap_or_default();
         let count = self.ids.len();
         let results: Vec<Value> = self
             .ids
@@ -327,18 +378,6 @@ impl Page {
             "results": results,
         }))
     }
-}
-
-fn encode_token(after: &str) -> String {
-    URL_SAFE_NO_PAD.encode(after.as_bytes())
-}
-
-fn decode_token(token: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::bad("bad_page_token", "page.token is not one this API gave"))
 }
 
 fn uid(kind: &EntityTypeName, id: &str) -> EntityUid {
