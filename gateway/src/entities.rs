@@ -273,12 +273,8 @@ pub async fn capabilities_to_grants(owner: &PgPool) -> anyhow::Result<u64> {
         .fetch_all(owner)
         .await?;
     let mut granted = 0;
-    for tenant in tenants {
-        let mut tx = owner.begin().await?;
-        sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-            .bind(&tenant)
-            .execute(&mut *tx)
-            .await?;
+    for tenant in tenants.iter().filter_map(|t| TenantId::parse(t).ok()) {
+        let mut tx = gatehouse_schemas::tenant_tx(owner, &tenant).await?;
         granted += sqlx::query(
             "INSERT INTO agent_grants (tenant_id, agent_id, capability, granted_by) \
              SELECT e.tenant_id, e.entity_id, p->>'id', 'stored parent' \
@@ -286,7 +282,7 @@ pub async fn capabilities_to_grants(owner: &PgPool) -> anyhow::Result<u64> {
              WHERE e.tenant_id = $1 AND e.entity_type = 'Agent' AND p->>'type' = 'Capability' \
              ON CONFLICT (tenant_id, agent_id, capability) WHERE revoked_at IS NULL DO NOTHING",
         )
-        .bind(&tenant)
+        .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -297,7 +293,7 @@ pub async fn capabilities_to_grants(owner: &PgPool) -> anyhow::Result<u64> {
              WHERE tenant_id = $1 AND entity_type = 'Agent' \
                AND parents @> '[{\"type\": \"Capability\"}]'::jsonb",
         )
-        .bind(&tenant)
+        .bind(tenant.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

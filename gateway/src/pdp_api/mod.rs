@@ -37,6 +37,7 @@ use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decisi
 
 pub use explain::{Reason, reason};
 use grants::GrantPath;
+use search::Vary;
 use wire::{ActionIn, EntityIn, EvaluationIn, EvaluationsIn};
 
 /// AuthZEN's metadata document.
@@ -176,8 +177,12 @@ impl PdpApi {
             ("POST", "/access/v1/evaluations") => {
                 self.evaluations(caller, path, body, Flavor::AuthZen).await
             }
-            ("POST", "/access/v1/search/subject") => self.search_subjects(caller, body).await,
-            ("POST", "/access/v1/search/resource") => self.search_resources(caller, body).await,
+            ("POST", "/access/v1/search/subject") => {
+                self.search_entities(caller, body, Vary::Principal).await
+            }
+            ("POST", "/access/v1/search/resource") => {
+                self.search_entities(caller, body, Vary::Resource).await
+            }
             ("POST", "/access/v1/search/action") => self.search_actions(caller, path, body).await,
             ("POST", "/gatehouse/v1/authorize") => {
                 self.evaluation(caller, path, body, Flavor::Gatehouse).await

@@ -34,73 +34,46 @@ const CHUNK: usize = 256;
 const BUDGET: usize = 1000;
 
 impl PdpApi {
-    /// AuthZEN's resource search: the resources of `resource.type` the subject may take
-    /// the action on.
-    pub(super) async fn search_resources(
+    /// AuthZEN's resource search (`Vary::Resource`: the resources of `resource.type` the
+    /// subject may take the action on) and subject search (`Vary::Principal`: the
+    /// subjects of `subject.type` that may take the action on the resource).
+    pub(super) async fn search_entities(
         &self,
         caller: &Caller,
         body: &[u8],
+        vary: Vary,
     ) -> Result<Reply, ApiError> {
         let search: SearchIn = parse(body)?;
         let bundle = self.pdp.bundle().snapshot();
-        let wanted = search.resource.clone().unwrap_or_default();
-        let kind = entity_type(&bundle, &wanted, "resource")?;
-        let subject = search
-            .subject
-            .clone()
-            .ok_or_else(|| ApiError::missing("subject"))?;
-        let probe = EntityIn {
-            id: Some("-".into()),
-            ..wanted
+        let (searched, fixed, field, other) = match vary {
+            Vary::Resource => (search.resource, search.subject, "resource", "subject"),
+            Vary::Principal => (search.subject, search.resource, "subject", "resource"),
         };
-        let template = resolve(
-            &bundle,
-            caller,
-            &subject,
-            search.action.as_ref(),
-            &probe,
-            search.context.clone().unwrap_or_default(),
-        )?;
-        self.may_ask(caller, &template.principal, &mut None).await?;
-        let page = self
-            .scan(&template, Vary::Resource, &kind, search.page)
-            .await?;
-        Ok(page.reply(&kind))
-    }
-
-    /// AuthZEN's subject search: the subjects of `subject.type` that may take the action
-    /// on the resource.
-    pub(super) async fn search_subjects(
-        &self,
-        caller: &Caller,
-        body: &[u8],
-    ) -> Result<Reply, ApiError> {
-        let search: SearchIn = parse(body)?;
-        let bundle = self.pdp.bundle().snapshot();
-        let wanted = search.subject.clone().unwrap_or_default();
-        let kind = entity_type(&bundle, &wanted, "subject")?;
-        let resource = search
-            .resource
-            .clone()
-            .ok_or_else(|| ApiError::missing("resource"))?;
-        // Every subject but the caller is someone else: the caller needs pdp:evaluate.
+        let searched = searched.unwrap_or_default();
+        let kind = entity_type(&bundle, &searched, field)?;
+        let fixed = fixed.ok_or_else(|| ApiError::missing(other))?;
+        // The searched part, with a placeholder id, makes the request every candidate fills
+        // in. A placeholder subject is someone else: the caller needs pdp:evaluate.
         let probe = EntityIn {
             id: Some("-".into()),
             properties: Default::default(),
-            ..wanted
+            ..searched
         };
+        let (subject, resource) = match vary {
+            Vary::Resource => (&fixed, &probe),
+            Vary::Principal => (&probe, &fixed),
+        };
+        let context = search.context.unwrap_or_default();
         let template = resolve(
             &bundle,
             caller,
-            &probe,
+            subject,
             search.action.as_ref(),
-            &resource,
-            search.context.clone().unwrap_or_default(),
+            resource,
+            context,
         )?;
         self.may_ask(caller, &template.principal, &mut None).await?;
-        let page = self
-            .scan(&template, Vary::Principal, &kind, search.page)
-            .await?;
+        let page = self.scan(&template, vary, &kind, search.page).await?;
         Ok(page.reply(&kind))
     }
 
@@ -327,7 +300,7 @@ impl PdpApi {
 
 /// Which part of a search's request each candidate fills in.
 #[derive(Clone, Copy)]
-enum Vary {
+pub(super) enum Vary {
     Resource,
     Principal,
 }
