@@ -43,6 +43,11 @@ pub struct AuditRecord {
     pub client_ip: Option<String>,
     /// The route pattern (or the reason no route applied).
     pub route: String,
+    /// Who asked, when that is not the principal: a caller of the decision API asking
+    /// about someone else. Absent otherwise (and in records from before it existed, whose
+    /// canonical form is therefore unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_by: Option<String>,
 }
 
 impl AuditRecord {
@@ -82,6 +87,7 @@ mod tests {
             latency_us: 20,
             client_ip: Some("127.0.0.1".into()),
             route: "/documents/{id}".into(),
+            asked_by: None,
         }
     }
 
@@ -100,5 +106,12 @@ mod tests {
         assert_ne!(h, chain_hash(&h, &a.canonical()));
         let back: AuditRecord = serde_json::from_str(&a.canonical()).unwrap();
         assert_eq!(back, a);
+        assert!(
+            !a.canonical().contains("asked_by"),
+            "absent, as in older records"
+        );
+        let mut asked = a.clone();
+        asked.asked_by = Some(r#"User::"acme-ada""#.into());
+        assert_ne!(h, chain_hash(&GENESIS_HASH, &asked.canonical()));
     }
 }

@@ -69,6 +69,7 @@ fn record(tenant: &str, n: u32, decision: &str) -> AuditRecord {
         latency_us: 20,
         client_ip: Some("127.0.0.1".into()),
         route: "/documents/{id}".into(),
+        asked_by: None,
     }
 }
 

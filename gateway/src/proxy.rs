@@ -443,6 +443,7 @@ impl Gateway {
             latency_us: 0,
             client_ip: client_ip(session),
             route: session.req_header().uri.path().to_string(),
+            asked_by: None,
         });
     }
 }
@@ -516,6 +517,7 @@ pub(crate) fn decision_record(
         latency_us: decision.elapsed.as_micros() as u64,
         client_ip,
         route: route.to_string(),
+        asked_by: None,
     }
 }
 

@@ -71,6 +71,12 @@ fn authzen_evaluation_answers_allow_and_deny_with_reasons_and_audits_each_check(
     assert_eq!(denied.record.action, r#"Action::"document:delete""#);
     assert_eq!(denied.record.decision, "deny");
     assert_eq!(denied.record.route, "/access/v1/evaluation");
+    assert_eq!(
+        denied.record.asked_by.as_deref(),
+        Some(r#"User::"acme-ada""#),
+        "who asked about vera is on the record"
+    );
+    assert_eq!(gw.verify("acme").broken, None, "the chain holds with the new field");
     assert!(
         records
             .iter()

@@ -32,6 +32,7 @@ fn record(n: u32, decision: &str) -> AuditRecord {
         latency_us: 20,
         client_ip: None,
         route: "/documents/{id}".into(),
+        asked_by: None,
     }
 }
 

@@ -355,7 +355,7 @@ impl PdpApi {
         decision: &Decision,
     ) -> String {
         let id = new_decision_id();
-        let record = decision_record(
+        let mut record = decision_record(
             &request.tenant,
             UidTexts::of(request),
             decision,
@@ -364,6 +364,9 @@ impl PdpApi {
             caller.client_ip.clone(),
             path,
         );
+        if request.principal != caller.principal.uid {
+            record.asked_by = Some(caller.principal.uid.to_string());
+        }
         audit_and_count(&self.audit, decision, record);
         id
     }
