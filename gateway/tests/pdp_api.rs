@@ -76,7 +76,11 @@ fn authzen_evaluation_answers_allow_and_deny_with_reasons_and_audits_each_check(
         Some(r#"User::"acme-ada""#),
         "who asked about vera is on the record"
     );
-    assert_eq!(gw.verify("acme").broken, None, "the chain holds with the new field");
+    assert_eq!(
+        gw.verify("acme").broken,
+        None,
+        "the chain holds with the new field"
+    );
     assert!(
         records
             .iter()
@@ -708,6 +712,24 @@ fn entities_pushed_by_an_app_are_validated_decided_with_and_kept_in_their_tenant
     ]);
     assert_eq!((status, &body), (200, &json!({ "upserted": 2 })));
     assert_eq!(reads("acme-newbie", "app-doc-1")["decision"], "allow");
+    // Each entity written is on the record, under the caller's permission.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let pushed = loop {
+        let records = gw.audit("acme");
+        let pushed: Vec<String> = records
+            .iter()
+            .filter(|r| r.record.route == "PUT /gatehouse/v1/entities")
+            .map(|r| r.record.resource.clone())
+            .collect();
+        if pushed.len() >= 2 || std::time::Instant::now() > deadline {
+            break pushed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        pushed,
+        [r#"User::"acme-newbie""#, r#"Document::"app-doc-1""#]
+    );
 
     // A whole call is refused for one bad item, and nothing of it is written.
     let mut bad = pushed_document("app-doc-2");

@@ -2,11 +2,12 @@
 //! upserted and deleted in the caller's tenant only, each checked against the Cedar
 //! schema before anything is written, all of a call in one transaction.
 
-use cedar_policy::Entity;
+use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller, PdpApi, Reply, database, parse, tenant_uid};
+use super::{ApiError, Caller, PdpApi, Permit, Reply, audit_record, database, parse, tenant_uid};
+use crate::proxy::new_decision_id;
 
 /// The most entities one call may push or delete.
 pub const MAX_ENTITIES: usize = 1000;
@@ -48,7 +49,8 @@ impl PdpApi {
         body: &[u8],
     ) -> Result<Reply, ApiError> {
         let pool = self.writable_pool().await?;
-        self.permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
+        let permit = self
+            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
             .await?;
         let upsert: UpsertIn = parse(body)?;
         too_many(upsert.entities.len())?;
@@ -84,6 +86,12 @@ impl PdpApi {
         }
         tx.commit().await.map_err(database)?;
         self.changed(caller);
+        self.record_each(
+            caller,
+            PUSHED,
+            &permit,
+            checked.iter().map(|e| (&*e.kind, &*e.id)),
+        );
         Ok(Reply::ok(json!({ "upserted": checked.len() })))
     }
 
@@ -94,7 +102,8 @@ impl PdpApi {
         body: &[u8],
     ) -> Result<Reply, ApiError> {
         let pool = self.writable_pool().await?;
-        self.permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
+        let permit = self
+            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
             .await?;
         let delete: DeleteIn = parse(body)?;
         too_many(delete.uids.len())?;
@@ -121,7 +130,36 @@ impl PdpApi {
         }
         tx.commit().await.map_err(database)?;
         self.changed(caller);
+        let uids = delete.uids.iter().map(|u| (&*u.kind, &*u.id));
+        self.record_each(caller, DELETED, &permit, uids);
         Ok(Reply::ok(json!({ "deleted": deleted })))
+    }
+}
+
+/// The audit routes of the entities written and deleted.
+const PUSHED: &str = "PUT /gatehouse/v1/entities";
+const DELETED: &str = "DELETE /gatehouse/v1/entities";
+
+impl PdpApi {
+    /// One audit record per entity written or deleted, naming it as the resource of the
+    /// caller's `pdp:entities` permission (decided on the tenant), so the log says what
+    /// each push changed.
+    fn record_each<'e>(
+        &self,
+        caller: &Caller,
+        route: &str,
+        permit: &Permit,
+        uids: impl Iterator<Item = (&'e str, &'e str)>,
+    ) {
+        for (kind, id) in uids {
+            let Ok(kind) = kind.parse::<EntityTypeName>() else {
+                continue;
+            };
+            let mut request = permit.request.clone();
+            request.resource = EntityUid::from_type_name_and_id(kind, EntityId::new(id));
+            let record = audit_record(caller, route, &request, &permit.decision, new_decision_id());
+            self.audit.record(record);
+        }
     }
 }
 

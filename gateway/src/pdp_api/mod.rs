@@ -26,7 +26,7 @@ mod wire;
 use std::sync::Arc;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
-use gatehouse_audit::AuditWriter;
+use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, Pdp};
 use serde::de::DeserializeOwned;
@@ -153,6 +153,12 @@ struct Decided {
     decision: Decision,
     id: String,
     reason: Option<Reason>,
+}
+
+/// An allowed permission decision, kept to record what it allowed.
+struct Permit {
+    request: AccessRequest,
+    decision: Decision,
 }
 
 /// A batch's two answer styles.
@@ -355,18 +361,7 @@ impl PdpApi {
         decision: &Decision,
     ) -> String {
         let id = new_decision_id();
-        let mut record = decision_record(
-            &request.tenant,
-            UidTexts::of(request),
-            decision,
-            id.clone(),
-            caller.trace_id.clone(),
-            caller.client_ip.clone(),
-            path,
-        );
-        if request.principal != caller.principal.uid {
-            record.asked_by = Some(caller.principal.uid.to_string());
-        }
+        let record = audit_record(caller, path, request, decision, id.clone());
         audit_and_count(&self.audit, decision, record);
         id
     }
@@ -387,7 +382,8 @@ impl PdpApi {
         }
         let answer = self
             .permitted(caller, "pdp:evaluate", tenant_uid(&caller.tenant))
-            .await;
+            .await
+            .map(|_| ());
         *permission = Some(answer.clone());
         answer
     }
@@ -420,7 +416,7 @@ impl PdpApi {
         caller: &Caller,
         action: &str,
         resource: EntityUid,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Permit, ApiError> {
         let request = AccessRequest {
             tenant: caller.tenant.clone(),
             principal: caller.principal.uid.clone(),
@@ -432,7 +428,7 @@ impl PdpApi {
         let decision = self.pdp.decide(&self.store, &request).await;
         let id = self.audit(caller, action, &request, &decision);
         if decision.is_allowed() {
-            return Ok(());
+            return Ok(Permit { request, decision });
         }
         if decision.is_unavailable() {
             return Err(ApiError::unavailable());
@@ -639,6 +635,29 @@ fn action_uid(id: &str) -> EntityUid {
 
 fn tenant_uid(tenant: &TenantId) -> EntityUid {
     EntityUid::from_type_name_and_id(type_name("Tenant"), EntityId::new(tenant.as_str()))
+}
+
+/// The audit record of `decision` on `request`, asked by `caller` at `path`.
+fn audit_record(
+    caller: &Caller,
+    path: &str,
+    request: &AccessRequest,
+    decision: &Decision,
+    id: String,
+) -> AuditRecord {
+    let mut record = decision_record(
+        &request.tenant,
+        UidTexts::of(request),
+        decision,
+        id,
+        caller.trace_id.clone(),
+        caller.client_ip.clone(),
+        path,
+    );
+    if request.principal != caller.principal.uid {
+        record.asked_by = Some(caller.principal.uid.to_string());
+    }
+    record
 }
 
 /// A database error, logged, answered as 503 (never with its text).
