@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::Gateway;
+use gatehouse_audit::StoredRecord;
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
 use reqwest::Method;
@@ -717,24 +718,21 @@ fn moves_and_bulk_calls_decide_and_audit_every_folder_they_touch() {
     assert_eq!(body["items"][1]["result"], "moved");
 
     // The adapter's own decisions are in the audit log like the gateway's.
-    let records = gw.audit_when("acme", 20);
-    let adapter_decisions: Vec<_> = records
-        .iter()
-        .filter(|r| r.record.route == "adapter:documents")
-        .collect();
-    assert!(
-        adapter_decisions
-            .iter()
-            .any(|r| r.record.resource == r#"Document::"acme-held-doc""#
-                && r.record.decision == "deny"),
-        "{adapter_decisions:?}"
-    );
-    assert!(
-        adapter_decisions
-            .iter()
-            .any(|r| r.record.resource == r#"Folder::"acme-projects""#
-                && r.record.action == r#"Action::"folder:create""#)
-    );
+    let held = |r: &StoredRecord| {
+        r.record.route == "adapter:documents"
+            && r.record.resource == r#"Document::"acme-held-doc""#
+            && r.record.decision == "deny"
+    };
+    let created = |r: &StoredRecord| {
+        r.record.route == "adapter:documents"
+            && r.record.resource == r#"Folder::"acme-projects""#
+            && r.record.action == r#"Action::"folder:create""#
+    };
+    let records = gw.audit_until("acme", |records| {
+        records.iter().any(held) && records.iter().any(created)
+    });
+    assert!(records.iter().any(held), "{records:?}");
+    assert!(records.iter().any(created), "{records:?}");
 }
 
 #[test]

@@ -608,6 +608,23 @@ sha256 = "{api_key_hash}"
         }
     }
 
+    /// The tenant's audit records once `done` holds for them (waiting at most 20 s; the
+    /// records as they are then, for the caller's assertions to explain).
+    pub fn audit_until(
+        &self,
+        tenant: &str,
+        done: impl Fn(&[StoredRecord]) -> bool,
+    ) -> Vec<StoredRecord> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.audit(tenant);
+            if done(&records) || Instant::now() > deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether every one of `ids` is in the tenant's audit log (waiting at most 20 s).
     pub fn audited(&self, tenant: &str, ids: &[&str]) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
