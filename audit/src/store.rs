@@ -96,6 +96,8 @@ struct ChainedRows {
     action: Vec<String>,
     resource: Vec<String>,
     decision: Vec<String>,
+    /// The determining policies, as a JSON array per row (UNNEST flattens nested arrays).
+    policies: Vec<String>,
     canonical: Vec<String>,
     prev_hash: Vec<Vec<u8>>,
     hash: Vec<Vec<u8>>,
@@ -113,6 +115,7 @@ impl ChainedRows {
             action: Vec::with_capacity(n),
             resource: Vec::with_capacity(n),
             decision: Vec::with_capacity(n),
+            policies: Vec::with_capacity(n),
             canonical: Vec::with_capacity(n),
             prev_hash: Vec::with_capacity(n),
             hash: Vec::with_capacity(n),
@@ -130,6 +133,9 @@ impl ChainedRows {
             rows.action.push(record.action.clone());
             rows.resource.push(record.resource.clone());
             rows.decision.push(record.decision.clone());
+            rows.policies.push(
+                serde_json::to_string(&record.determining_policies).expect("strings serialize"),
+            );
             rows.canonical.push(canonical);
             rows.prev_hash
                 .push(std::mem::replace(&mut prev, hash.clone()));
@@ -206,10 +212,11 @@ impl AuditStore {
         // One statement of fixed text for any batch size (prepared once per connection),
         // the rows as arrays.
         sqlx::query(
-            "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, record, canonical, prev_hash, hash)
-             SELECT $1, seq, id::uuid, time_us, trace_id, principal, action, resource, decision, canonical::jsonb, canonical, prev_hash, hash
-             FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::bytea[])
-               AS r(seq, id, time_us, trace_id, principal, action, resource, decision, canonical, prev_hash, hash)",
+            "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, policies, canonical, prev_hash, hash)
+             SELECT $1, seq, id::uuid, time_us, trace_id, principal, action, resource, decision,
+                    ARRAY(SELECT jsonb_array_elements_text(policies::jsonb)), canonical, prev_hash, hash
+             FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bytea[], $13::bytea[])
+               AS r(seq, id, time_us, trace_id, principal, action, resource, decision, policies, canonical, prev_hash, hash)",
         )
         .bind(tenant.as_str())
         .bind(rows.seq)
@@ -220,6 +227,7 @@ impl AuditStore {
         .bind(rows.action)
         .bind(rows.resource)
         .bind(rows.decision)
+        .bind(rows.policies)
         .bind(rows.canonical)
         .bind(rows.prev_hash)
         .bind(rows.hash)
@@ -250,8 +258,12 @@ impl AuditStore {
             }
         }
         if let Some(policy) = &query.policy {
-            sql.push(" AND record -> 'determining_policies' ? ")
-                .push_bind(policy.clone());
+            // New rows name their policies in `policies`, older ones in `record`.
+            sql.push(" AND (policies @> ARRAY[")
+                .push_bind(policy.clone())
+                .push("]::text[] OR record -> 'determining_policies' ? ")
+                .push_bind(policy.clone())
+                .push(")");
         }
         if let Some(since) = query.since_us {
             sql.push(" AND time_us >= ").push_bind(since);

@@ -388,3 +388,66 @@ async fn signed_checkpoints_expose_a_superusers_rewrite_and_truncation() {
         Some("a checkpointed record is missing".to_string())
     );
 }
+
+#[tokio::test]
+async fn records_from_before_the_policies_column_are_still_found_by_policy_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
+    let urls = cluster.provision("gatehouse").unwrap();
+    let owner = PgPoolOptions::new().connect(&urls.owner_url).await.unwrap();
+    gatehouse_schemas::migrate_to(&owner, 9).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO tenants (tenant_id, name, plan, region) VALUES ('acme', 'Acme', 'pro', 'eu')",
+    )
+    .execute(&owner)
+    .await
+    .unwrap();
+    // A row as the writer before migration 10 wrote it: the whole record as jsonb.
+    let old = record("acme", 1, "allow");
+    let canonical = old.canonical();
+    let hash = gatehouse_audit::chain_hash(&gatehouse_audit::GENESIS_HASH, &canonical);
+    let mut tx = gatehouse_schemas::tenant_tx(&owner, &acme()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, seq, id, time_us, trace_id, principal, action, resource, decision, record, canonical, prev_hash, hash) \
+         VALUES ('acme', 1, $1::uuid, $2, $3, $4, $5, $6, $7, $8::jsonb, $8, $9, $10)",
+    )
+    .bind(&old.id)
+    .bind(old.time_us)
+    .bind(&old.trace_id)
+    .bind(&old.principal)
+    .bind(&old.action)
+    .bind(&old.resource)
+    .bind(&old.decision)
+    .bind(&canonical)
+    .bind(gatehouse_audit::GENESIS_HASH.to_vec())
+    .bind(hash.to_vec())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    gatehouse_schemas::migrate(&owner).await.unwrap();
+    let app = PgPoolOptions::new().connect(&urls.app_url).await.unwrap();
+    let store = AuditStore::new(app);
+    store
+        .append(&[record("acme", 2, "allow"), record("acme", 3, "deny")])
+        .await
+        .unwrap();
+    let mut query = AuditQuery::tenant(acme());
+    query.policy = Some("role-viewer".into());
+    let found: Vec<i64> = store
+        .query(&query)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(
+        found,
+        [1, 2],
+        "the old row by its jsonb, the new one by its array"
+    );
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!((report.records, report.broken), (3, None));
+    drop(cluster);
+}

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../sql/0008_agent_grants.sql"),
     ),
     (9, "memory lanes", include_str!("../sql/0009_memory.sql")),
+    (
+        10,
+        "audit policies",
+        include_str!("../sql/0010_audit_policies.sql"),
+    ),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s
