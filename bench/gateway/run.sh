@@ -34,7 +34,7 @@ cleanup() {
     [ -f "$WORK/$conf.pid" ] && nginx -q -p "$WORK" -c "$WORK/$conf.conf" -s quit 2>/dev/null || true
   done
   stop_gatehouse
-  [ -n "${PT_PID:-}" ] && kill "$PT_PID" 2>/dev/null || true
+  [ -n "${PT_PID:-}" ] && kill "$PT_PID" 2>/dev/null && wait "$PT_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT

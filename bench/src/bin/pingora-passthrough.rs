@@ -42,6 +42,10 @@ fn main() {
     let conf = ServerConf {
         threads,
         work_stealing: false,
+        // A benchmark baseline stops as soon as it is told to (Pingora's defaults wait
+        // minutes for connections to drain).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
