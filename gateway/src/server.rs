@@ -81,11 +81,7 @@ pub fn build(
     let routes = Routes::compile(&config.routes, &config.upstreams).map_err(anyhow::Error::msg)?;
     let signer = context_signer(&config.forwarding)?;
     let pdp = Arc::new(Pdp::new(bundle));
-    let api = PdpApi {
-        pdp: pdp.clone(),
-        store: store.clone(),
-        audit: audit.clone(),
-    };
+    let api = PdpApi::new(pdp.clone(), store.clone(), audit.clone());
     Ok(Gateway {
         pdp,
         store,

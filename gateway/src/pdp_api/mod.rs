@@ -69,13 +69,32 @@ pub fn metadata(base: &str) -> Value {
 
 /// The API: the decision point, its entities and the audit log.
 pub struct PdpApi {
-    /// Decides.
-    pub pdp: Arc<Pdp>,
-    /// The entities decided with.
-    pub store: Store,
-    /// Records every decision.
-    pub audit: AuditWriter,
+    pdp: Arc<Pdp>,
+    store: Store,
+    audit: AuditWriter,
+    /// Callers recently allowed to ask about others, by tenant, caller and bundle: the
+    /// `pdp:evaluate` decision is made (and audited) at most once a second per caller,
+    /// not once per call; every check it covers names the caller (`asked_by`).
+    askers: moka::sync::Cache<(TenantId, String, Arc<str>), ()>,
 }
+
+impl PdpApi {
+    /// The API over a decision point, its entities and the audit log.
+    pub fn new(pdp: Arc<Pdp>, store: Store, audit: AuditWriter) -> Self {
+        Self {
+            pdp,
+            store,
+            audit,
+            askers: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ASKER_TTL)
+                .build(),
+        }
+    }
+}
+
+/// How long an allowed `pdp:evaluate` holds for a caller.
+const ASKER_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who calls, as the gateway's phases established it.
 #[derive(Debug, Clone)]
@@ -367,7 +386,8 @@ impl PdpApi {
     }
 
     /// Anyone may ask about themselves; asking about someone else needs `pdp:evaluate` on
-    /// the tenant (decided and audited once per call).
+    /// the tenant (decided and audited at most once per call, and once a second per
+    /// caller while it is allowed).
     async fn may_ask(
         &self,
         caller: &Caller,
@@ -380,10 +400,18 @@ impl PdpApi {
         if let Some(known) = permission {
             return known.clone();
         }
+        let bundle = self.pdp.bundle().snapshot().id().hash.clone();
+        let key = (caller.tenant.clone(), caller.principal.uid.to_string(), bundle);
+        if self.askers.contains_key(&key) {
+            return Ok(());
+        }
         let answer = self
             .permitted(caller, "pdp:evaluate", tenant_uid(&caller.tenant))
             .await
             .map(|_| ());
+        if answer.is_ok() {
+            self.askers.insert(key, ());
+        }
         *permission = Some(answer.clone());
         answer
     }
