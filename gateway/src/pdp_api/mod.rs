@@ -401,7 +401,11 @@ impl PdpApi {
             return known.clone();
         }
         let bundle = self.pdp.bundle().snapshot().id().hash.clone();
-        let key = (caller.tenant.clone(), caller.principal.uid.to_string(), bundle);
+        let key = (
+            caller.tenant.clone(),
+            caller.principal.uid.to_string(),
+            bundle,
+        );
         if self.askers.contains_key(&key) {
             return Ok(());
         }
