@@ -17,15 +17,17 @@
 //! needs `pdp:evaluate` on the tenant. Every decision answered is audited, one record per
 //! check, with the endpoint as its route.
 
+mod answer;
 mod entities;
 mod explain;
 mod grants;
+mod resolve;
 mod search;
 mod wire;
 
 use std::sync::Arc;
 
-use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use cedar_policy::EntityUid;
 use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, Pdp};
@@ -35,10 +37,12 @@ use serde_json::{Map, Value, json};
 use crate::identity::Principal;
 use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
 
+use answer::{authzen_json, gatehouse_json, item_error};
 pub use explain::{Reason, reason};
 use grants::GrantPath;
+use resolve::{action_uid, own_context, resolve, tenant_uid, type_name};
 use search::Vary;
-use wire::{ActionIn, EntityIn, EvaluationIn, EvaluationsIn};
+use wire::{EvaluationIn, EvaluationsIn};
 
 /// AuthZEN's metadata document.
 pub const WELL_KNOWN: &str = "/.well-known/authzen-configuration";
@@ -535,140 +539,6 @@ impl Semantic {
     }
 }
 
-/// The access request one evaluation asks for, in the caller's tenant.
-fn resolve(
-    bundle: &Bundle,
-    caller: &Caller,
-    subject: &EntityIn,
-    action: Option<&ActionIn>,
-    resource: &EntityIn,
-    context: Map<String, Value>,
-) -> Result<AccessRequest, ApiError> {
-    let principal = entity_uid(bundle, subject, "subject")?;
-    let action = known_action(bundle, action)?;
-    let resource = entity_uid(bundle, resource, "resource")?;
-    let claimed = acting_for(subject)?;
-    let about_self = principal == caller.principal.uid;
-    let (acting_for, context) = if about_self {
-        // What the caller's own credential says; a claim otherwise is checked by the
-        // decision point against the agent's entity.
-        let own = caller.principal.acting_for.clone();
-        if claimed.is_some() && claimed != own {
-            return Err(ApiError::bad(
-                "delegation_mismatch",
-                "subject.properties.acting_for differs from the caller's credential",
-            ));
-        }
-        (own, own_context(caller, context))
-    } else {
-        (claimed, context)
-    };
-    let mut context = context;
-    context.remove("delegation");
-    Ok(AccessRequest {
-        tenant: caller.tenant.clone(),
-        principal,
-        action,
-        resource,
-        acting_for,
-        context,
-    })
-}
-
-/// A question about oneself is decided with what one's own credential established (MFA,
-/// the client address, the decision point's clock; no region), whatever the body claims.
-fn own_context(caller: &Caller, mut context: Map<String, Value>) -> Map<String, Value> {
-    context.insert("mfa".into(), Value::Bool(caller.principal.mfa));
-    context.remove("now");
-    context.remove("region");
-    match &caller.client_ip {
-        Some(ip) => context.insert("source_ip".into(), Value::String(ip.clone())),
-        None => context.remove("source_ip"),
-    };
-    context
-}
-
-/// The schema's type for `entity.type`.
-fn entity_type(
-    bundle: &Bundle,
-    entity: &EntityIn,
-    field: &str,
-) -> Result<EntityTypeName, ApiError> {
-    let kind = entity
-        .kind
-        .as_deref()
-        .ok_or_else(|| ApiError::missing(&format!("{field}.type")))?;
-    bundle.entity_type(kind).ok_or_else(|| {
-        ApiError::bad(
-            "unknown_entity_type",
-            format!("{field}.type {kind:?} is not an entity type of the schema"),
-        )
-    })
-}
-
-fn entity_uid(bundle: &Bundle, entity: &EntityIn, field: &str) -> Result<EntityUid, ApiError> {
-    let kind = entity_type(bundle, entity, field)?;
-    match entity.id.as_deref() {
-        Some(id) if !id.is_empty() => Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id))),
-        _ => Err(ApiError::missing(&format!("{field}.id"))),
-    }
-}
-
-/// `subject.properties.acting_for`: a user id, or a uid such as `User::"acme-ed"`.
-fn acting_for(subject: &EntityIn) -> Result<Option<EntityUid>, ApiError> {
-    let Some(value) = subject.properties.get("acting_for") else {
-        return Ok(None);
-    };
-    let text = value.as_str().ok_or_else(|| {
-        ApiError::bad(
-            "bad_field",
-            "subject.properties.acting_for must be a string",
-        )
-    })?;
-    let uid = if text.contains("::") {
-        text.parse().map_err(|_| {
-            ApiError::bad(
-                "bad_field",
-                format!("acting_for {text:?} is not an entity uid"),
-            )
-        })?
-    } else {
-        EntityUid::from_type_name_and_id(type_name("User"), EntityId::new(text))
-    };
-    Ok(Some(uid))
-}
-
-fn known_action(bundle: &Bundle, action: Option<&ActionIn>) -> Result<EntityUid, ApiError> {
-    let name = action
-        .and_then(|a| a.name.as_deref())
-        .ok_or_else(|| ApiError::missing("action.name"))?;
-    let uid = match name.strip_prefix("Action::") {
-        Some(quoted) => quoted.trim_matches('"').to_string(),
-        None => name.to_string(),
-    };
-    let uid = action_uid(&uid);
-    match bundle.action_entity(&uid) {
-        Some(_) => Ok(uid),
-        None => Err(ApiError::bad(
-            "unknown_action",
-            format!("the schema has no action {name:?}"),
-        )),
-    }
-}
-
-fn type_name(name: &str) -> EntityTypeName {
-    // INVARIANT: only called with the schema's plain type names.
-    name.parse().expect("a valid entity type name")
-}
-
-fn action_uid(id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(type_name("Action"), EntityId::new(id))
-}
-
-fn tenant_uid(tenant: &TenantId) -> EntityUid {
-    EntityUid::from_type_name_and_id(type_name("Tenant"), EntityId::new(tenant.as_str()))
-}
-
 /// The audit record of `decision` on `request`, asked by `caller` at `path`.
 fn audit_record(
     caller: &Caller,
@@ -705,57 +575,6 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             format!("the body is not the expected JSON: {e}"),
         )
     })
-}
-
-/// AuthZEN's answer: the decision, and for a deny its id and reasons (an allow carries no
-/// context, which a PEP might not understand and then refuse).
-fn authzen_json(decided: &Decided) -> Value {
-    if decided.decision.is_allowed() {
-        return json!({ "decision": true });
-    }
-    let mut context = json!({ "decision_id": decided.id });
-    if let Some(reason) = &decided.reason {
-        context["reason_admin"] = json!({ "403": reason.admin });
-        context["reason_user"] = json!({ "403": reason.user });
-    }
-    json!({ "decision": false, "context": context })
-}
-
-/// Gatehouse's answer: the whole decision.
-fn gatehouse_json(decided: &Decided) -> Value {
-    let decision = &decided.decision;
-    let errors: Vec<Value> = decision
-        .errors
-        .iter()
-        .map(|e| json!({ "code": e.code(), "message": e.to_string() }))
-        .collect();
-    json!({
-        "decision": decision.effect.as_str(),
-        "decision_id": decided.id,
-        "principal": decided.request.principal.to_string(),
-        "action": decided.request.action.to_string(),
-        "resource": decided.request.resource.to_string(),
-        "determining_policies": decision.determining_policies,
-        "reason": decided.reason,
-        "errors": errors,
-        "delegation": decision.delegation,
-        "bundle": { "name": &*decision.bundle.name, "version": &*decision.bundle.version, "hash": &*decision.bundle.hash },
-        "elapsed_us": decision.elapsed.as_micros() as u64,
-    })
-}
-
-/// A batch item that could not be checked: a deny that says why.
-fn item_error(error: &ApiError, flavor: Flavor) -> Value {
-    match flavor {
-        Flavor::AuthZen => json!({
-            "decision": false,
-            "context": { "error": { "status": error.status, "code": error.code, "message": error.message } },
-        }),
-        Flavor::Gatehouse => json!({
-            "decision": "deny",
-            "error": { "status": error.status, "code": error.code, "message": error.message },
-        }),
-    }
 }
 
 #[cfg(test)]

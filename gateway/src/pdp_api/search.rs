@@ -18,10 +18,9 @@ use gatehouse_pdp::{AccessRequest, EntityStore, ResourceFilter, ResourceQuery};
 use serde_json::{Value, json};
 use sqlx::Row;
 
+use super::resolve::{entity_type, entity_uid, resolve};
 use super::wire::{EntityIn, PageIn, SearchIn};
-use super::{
-    ApiError, Caller, OthersPermission, PdpApi, Reply, entity_type, entity_uid, parse, resolve,
-};
+use super::{ApiError, Caller, OthersPermission, PdpApi, Reply, parse};
 use crate::proxy::Store;
 
 /// Results per page unless the caller asks for another number.
