@@ -68,7 +68,7 @@ impl Database {
             .build()?;
         let directory_result = runtime.block_on(async {
             if let Some(owner_url) = &owner_url {
-                let owner = PgPoolOptions::new().max_connections(1).connect(owner_url).await.context("connecting as the owner")?;
+                let owner = PgPoolOptions::new().max_connections(2).connect(owner_url).await.context("connecting as the owner")?;
                 migrate(&owner).await.context("running the migrations")?;
                 if let Some(json) = seed_json {
                     let seeded = entities::seed(&owner, json).await.context("seeding the entities")?;

@@ -463,7 +463,7 @@ sha256 = "{api_key_hash}"
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(r) = self.client.get(format!("{}/healthz", self.base)).send()
                 && r.status() == 200
