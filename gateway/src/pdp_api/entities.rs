@@ -42,16 +42,22 @@ struct Checked {
 }
 
 impl PdpApi {
+    /// The pool to write with, once the caller's `pdp:entities` is allowed.
+    async fn may_push(&self, caller: &Caller) -> Result<(&sqlx::PgPool, Permit), ApiError> {
+        let pool = self.writable_pool().await?;
+        let permit = self
+            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
+            .await?;
+        Ok((pool, permit))
+    }
+
     /// `PUT /gatehouse/v1/entities`: upserts.
     pub(super) async fn upsert_entities(
         &self,
         caller: &Caller,
         body: &[u8],
     ) -> Result<Reply, ApiError> {
-        let pool = self.writable_pool().await?;
-        let permit = self
-            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
-            .await?;
+        let (pool, permit) = self.may_push(caller).await?;
         let upsert: UpsertIn = parse(body)?;
         too_many(upsert.entities.len())?;
         let bundle = self.pdp.bundle().snapshot();
@@ -101,10 +107,7 @@ impl PdpApi {
         caller: &Caller,
         body: &[u8],
     ) -> Result<Reply, ApiError> {
-        let pool = self.writable_pool().await?;
-        let permit = self
-            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
-            .await?;
+        let (pool, permit) = self.may_push(caller).await?;
         let delete: DeleteIn = parse(body)?;
         too_many(delete.uids.len())?;
         for (i, uid) in delete.uids.iter().enumerate() {

@@ -200,9 +200,10 @@ impl PdpApi {
     /// Answers one API call.
     pub async fn handle(&self, method: &str, path: &str, caller: &Caller, body: &[u8]) -> Reply {
         let answer = match (method, path) {
-            ("POST", "/access/v1/evaluation") => {
-                self.evaluation(caller, path, body, Flavor::AuthZen).await
-            }
+            ("POST", "/access/v1/evaluation") => match parse(body) {
+                Ok(one) => self.answer_one(caller, path, one, Flavor::AuthZen).await,
+                Err(e) => Err(e),
+            },
             ("POST", "/access/v1/evaluations") => {
                 self.evaluations(caller, path, body, Flavor::AuthZen).await
             }
@@ -213,9 +214,10 @@ impl PdpApi {
                 self.search_entities(caller, body, Vary::Resource).await
             }
             ("POST", "/access/v1/search/action") => self.search_actions(caller, path, body).await,
-            ("POST", "/gatehouse/v1/authorize") => {
-                self.evaluation(caller, path, body, Flavor::Gatehouse).await
-            }
+            ("POST", "/gatehouse/v1/authorize") => match parse(body) {
+                Ok(one) => self.answer_one(caller, path, one, Flavor::Gatehouse).await,
+                Err(e) => Err(e),
+            },
             ("POST", "/gatehouse/v1/authorize/batch") => {
                 self.evaluations(caller, path, body, Flavor::Gatehouse)
                     .await
@@ -223,27 +225,10 @@ impl PdpApi {
             ("POST", "/gatehouse/v1/capabilities") => self.capabilities(caller, path, body).await,
             ("PUT", "/gatehouse/v1/entities") => self.upsert_entities(caller, body).await,
             ("DELETE", "/gatehouse/v1/entities") => self.delete_entities(caller, body).await,
-            (method, path) if GrantPath::parse(path).is_some() => {
-                let grant_path = GrantPath::parse(path).expect("just matched");
-                self.grants(caller, method, grant_path, body).await
-            }
-            (_, path) if ROUTES.iter().any(|(_, p)| *p == path) => {
-                let methods: Vec<&str> = ROUTES
-                    .iter()
-                    .filter(|(_, p)| *p == path)
-                    .map(|(m, _)| *m)
-                    .collect();
-                Err(ApiError::new(
-                    405,
-                    "method_not_allowed",
-                    format!("{path} takes {}", methods.join(", ")),
-                ))
-            }
-            _ => Err(ApiError::new(
-                404,
-                "no_such_endpoint",
-                format!("the decision API has no {path}"),
-            )),
+            (method, path) => match GrantPath::parse(path) {
+                Some(grant_path) => self.grants(caller, method, grant_path, body).await,
+                None => Err(no_such_route(path)),
+            },
         };
         answer.unwrap_or_else(|e| Reply {
             status: e.status,
@@ -252,14 +237,14 @@ impl PdpApi {
     }
 
     /// One check, answered in `flavor`; 503 when no decision could be made.
-    async fn evaluation(
+    async fn answer_one(
         &self,
         caller: &Caller,
         path: &str,
-        body: &[u8],
+        evaluation: EvaluationIn,
         flavor: Flavor,
     ) -> Result<Reply, ApiError> {
-        let decided = self.check(caller, path, parse(body)?, &mut None).await?;
+        let decided = self.check(caller, path, evaluation, &mut None).await?;
         if decided.decision.is_unavailable() {
             return Err(ApiError::unavailable());
         }
@@ -284,9 +269,7 @@ impl PdpApi {
             Some(items) if !items.is_empty() => items,
             // AuthZEN: without evaluations, the defaults are one evaluation.
             _ if flavor == Flavor::AuthZen => {
-                return self
-                    .evaluation(caller, AUTHZEN_EVALUATION, body, flavor)
-                    .await;
+                return self.answer_one(caller, path, batch.defaults, flavor).await;
             }
             _ => return Err(ApiError::missing("evaluations")),
         };
@@ -507,7 +490,26 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/gatehouse/v1/agents/{id}/grants/{capability}"),
 ];
 
-const AUTHZEN_EVALUATION: &str = "/access/v1/evaluation";
+/// 405 for a known path with another method, 404 for an unknown one.
+fn no_such_route(path: &str) -> ApiError {
+    let methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| *p == path)
+        .map(|(m, _)| *m)
+        .collect();
+    if methods.is_empty() {
+        return ApiError::new(
+            404,
+            "no_such_endpoint",
+            format!("the decision API has no {path}"),
+        );
+    }
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        format!("{path} takes {}", methods.join(", ")),
+    )
+}
 
 /// AuthZEN's `evaluations_semantic`.
 #[derive(Clone, Copy)]
@@ -600,11 +602,7 @@ mod tests {
         described.sort();
         served.sort();
         assert_eq!(described, served);
-        let text = doc.to_string();
-        for reference in text.split("\"#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().unwrap();
-            assert!(doc["components"]["schemas"].get(name).is_some(), "{name}");
-        }
+        crate::config::tests::assert_references_resolve(&doc);
     }
 
     #[test]
