@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use gatehouse_core::TenantId;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use uuid::Uuid;
 
 use crate::record::{AuditRecord, GENESIS_HASH, chain_hash};
 
@@ -174,10 +175,29 @@ impl AuditStore {
         Ok(written)
     }
 
+    /// Appends one tenant's batch. Ids are new in the common case, so the batch is first
+    /// inserted as it is; only when the log already holds one of its ids (a replay after
+    /// a crash, or a retry after a commit whose answer was lost) is it written again,
+    /// without the stored ones. Checking every batch up front cost 500 index probes per
+    /// flush.
     async fn append_tenant(
         &self,
         tenant: &TenantId,
         batch: &[&AuditRecord],
+    ) -> Result<usize, AuditError> {
+        match self.insert_chained(tenant, batch, Replay::Unlikely).await {
+            Err(AuditError::Database(e)) if is_duplicate_id(&e) => {
+                self.insert_chained(tenant, batch, Replay::SkipStored).await
+            }
+            written => written,
+        }
+    }
+
+    async fn insert_chained(
+        &self,
+        tenant: &TenantId,
+        batch: &[&AuditRecord],
+        replay: Replay,
     ) -> Result<usize, AuditError> {
         let mut tx = self.tenant_tx(tenant).await?;
         // One writer per tenant chain at a time, across gateway replicas.
@@ -185,13 +205,19 @@ impl AuditStore {
             .bind(tenant.as_str())
             .execute(&mut *tx)
             .await?;
-        let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
-        // Ids are unique across the whole log, not per tenant.
-        let existing: Vec<String> =
-            sqlx::query_scalar("SELECT id::text FROM audit_log WHERE id = ANY($1::uuid[])")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
+        let existing: Vec<Uuid> = match replay {
+            Replay::Unlikely => Vec::new(),
+            // Ids are unique across the whole log, not per tenant. They are bound as
+            // uuids: a text array cast in the query would be re-evaluated for every row
+            // the planner filters. An id that is not a uuid cannot be stored anyway.
+            Replay::SkipStored => {
+                let ids: Vec<Uuid> = batch.iter().filter_map(|r| r.id.parse().ok()).collect();
+                sqlx::query_scalar("SELECT id FROM audit_log WHERE id = ANY($1)")
+                    .bind(&ids)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         let head = sqlx::query(
             "SELECT seq, hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
         )
@@ -202,8 +228,10 @@ impl AuditStore {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
             None => (0, GENESIS_HASH.to_vec()),
         };
-        let fresh: Vec<&&AuditRecord> =
-            batch.iter().filter(|r| !existing.contains(&r.id)).collect();
+        let fresh: Vec<&&AuditRecord> = batch
+            .iter()
+            .filter(|r| !is_stored(&r.id, &existing))
+            .collect();
         if fresh.is_empty() {
             tx.commit().await?;
             return Ok(0);
@@ -442,4 +470,24 @@ fn report(tenant: &TenantId, records: i64, broken: Option<(i64, String)>) -> Ver
         records,
         broken,
     }
+}
+
+/// Whether the record id `id` is among the `stored` ones.
+fn is_stored(id: &str, stored: &[Uuid]) -> bool {
+    id.parse::<Uuid>().is_ok_and(|id| stored.contains(&id))
+}
+
+/// Whether a batch may hold records the log already has.
+#[derive(Debug, Clone, Copy)]
+enum Replay {
+    /// Insert as is: a duplicate id fails the whole transaction.
+    Unlikely,
+    /// Look the ids up first and leave out the stored ones.
+    SkipStored,
+}
+
+/// Whether `e` is the log refusing an id it already holds.
+fn is_duplicate_id(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation() && d.constraint() == Some("audit_log_id_key"))
 }

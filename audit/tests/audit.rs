@@ -91,7 +91,12 @@ async fn records_chain_per_tenant_and_replays_are_not_written_twice() {
         0,
         "the same ids again write nothing"
     );
-    assert_eq!(store.append(&[record("acme", 6, "deny")]).await.unwrap(), 1);
+    let partly_stored = [record("acme", 5, "allow"), record("acme", 6, "deny")];
+    assert_eq!(
+        store.append(&partly_stored).await.unwrap(),
+        1,
+        "a replay that overlaps the log writes only what is new"
+    );
     let report = store.verify(&acme()).await.unwrap();
     assert_eq!((report.records, report.broken), (6, None));
     let all = store.query(&AuditQuery::tenant(acme())).await.unwrap();
