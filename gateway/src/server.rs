@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use cedar_policy::Entities;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp};
+use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
@@ -23,8 +24,8 @@ use crate::entities::{ChangeListener, PgEntityStore};
 use crate::identity::Authenticator;
 use crate::metrics::MetricsEndpoint;
 use crate::pdp_api::PdpApi;
-use crate::proxy::Gateway;
 use crate::proxy::Store;
+use crate::proxy::{Gateway, Worker};
 use crate::routes::Routes;
 use crate::tenants::Tenants;
 
@@ -228,9 +229,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         };
         server.add_service(background_service("demo echo upstream", echo));
     }
-    let mut proxy = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    proxy.add_tcp(&config.server.listen);
-    server.add_service(proxy);
+    // One single-threaded service per worker thread, all accepting on the same socket
+    // (Pingora shares a listening socket by address): see `Worker` for why.
+    let worker = Worker(Arc::new(gateway));
+    for n in 0..config.server.threads.max(1) {
+        let name = format!("gatehouse proxy {n}");
+        let mut proxy = http_proxy_service_with_name(&server.configuration, worker.clone(), &name);
+        proxy.threads = Some(1);
+        proxy.add_tcp(&config.server.listen);
+        server.add_service(proxy);
+    }
     server.run(RunArgs::default());
     // Every service has stopped: write what the audit writer spooled, then stop the
     // private cluster (when there is one) by dropping it.

@@ -50,13 +50,19 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    let mut proxy = pingora::proxy::http_proxy_service(
-        &server.configuration,
-        Passthrough {
-            upstream: upstream.clone(),
-        },
-    );
-    proxy.add_tcp(listen);
-    server.add_service(proxy);
+    // As gatehouse runs (see `Worker` in gateway/src/proxy.rs): one single-threaded
+    // service per thread on one socket, so upstream connections stay with their thread.
+    for n in 0..threads.max(1) {
+        let mut proxy = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            Passthrough {
+                upstream: upstream.clone(),
+            },
+            &format!("passthrough {n}"),
+        );
+        proxy.threads = Some(1);
+        proxy.add_tcp(listen);
+        server.add_service(proxy);
+    }
     server.run_forever();
 }
