@@ -110,10 +110,10 @@ impl Refusal {
 
 /// One worker thread's proxy: a handle on the shared [`Gateway`].
 ///
-/// The server runs one single-threaded Pingora service per worker, all on one listening
-/// socket, rather than one service with several threads. Each service has its own
-/// upstream connection pool, so a connection is always reused by the thread that
-/// released it. In a shared pool, an idle connection is watched by a task on a random
+/// The server runs one single-threaded Pingora service per worker (see
+/// [`add_proxy_workers`](crate::server::add_proxy_workers)) rather than one service with
+/// several threads. Each service has its own upstream connection pool, so a connection
+/// is always reused by the thread that released it. In a shared pool, an idle connection is watched by a task on a random
 /// thread. When another thread takes it, the hand-over races that task, and Pingora
 /// often drops the connection ("failed to acquire reusable stream") and opens a new one.
 /// Under bench/gateway/run.sh with 2 threads, that happened to about 1 request in 15.

@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use cedar_policy::Entities;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp};
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::listeners::TcpSocketOptions;
+use pingora::proxy::{ProxyHttp, http_proxy_service_with_name};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{BackgroundService, background_service};
 
 use gatehouse_audit::AuditWriter;
@@ -140,7 +141,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
-        // Fewer cross-thread wake-ups: measured +11% requests/s with bench/gateway/run.sh.
+        // Proxy workers are single-threaded services (see `add_proxy_workers`), and so is
+        // every background service.
         work_stealing: false,
         ..ServerConf::default()
     };
@@ -229,22 +231,50 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         };
         server.add_service(background_service("demo echo upstream", echo));
     }
-    // One single-threaded service per worker thread, all accepting on the same socket
-    // (Pingora shares a listening socket by address): see `Worker` for why.
     let worker = Worker(Arc::new(gateway));
-    for n in 0..config.server.threads.max(1) {
-        let name = format!("gatehouse proxy {n}");
-        let mut proxy = http_proxy_service_with_name(&server.configuration, worker.clone(), &name);
-        proxy.threads = Some(1);
-        proxy.add_tcp(&config.server.listen);
-        server.add_service(proxy);
-    }
+    add_proxy_workers(
+        &mut server,
+        &worker,
+        &config.server.listen,
+        config.server.threads,
+    );
     server.run(RunArgs::default());
     // Every service has stopped: write what the audit writer spooled, then stop the
     // private cluster (when there is one) by dropping it.
     drain_spool_after_shutdown(&queue, &database.app_url, &config.audit);
     drop(database);
     Ok(())
+}
+
+/// Adds `app` as `threads` single-threaded proxy services ("workers"), each with its own
+/// listening socket on `listen` (`SO_REUSEPORT`; the kernel spreads connections over
+/// them) and so its own upstream connection pool. See [`Worker`] for why.
+pub fn add_proxy_workers<SV>(server: &mut Server, app: &SV, listen: &str, threads: usize)
+where
+    SV: ProxyHttp + Clone + Send + Sync + 'static,
+    SV::CTX: Send + Sync,
+{
+    for n in 0..threads.max(1) {
+        let name = format!("proxy worker {n}");
+        let mut proxy = http_proxy_service_with_name(&server.configuration, app.clone(), &name);
+        proxy.threads = Some(1);
+        let mut options = TcpSocketOptions::default();
+        options.so_reuseport = Some(true);
+        proxy.add_tcp_with_settings(&worker_address(listen, n), options);
+        server.add_service(proxy);
+    }
+}
+
+/// `listen` spelled for worker `n`: the same address, with `n` zeros before the port.
+///
+/// Pingora keys listening sockets by their address text: under one text, every service
+/// would get the socket the first one bound, and each would close it at shutdown (a
+/// double close). A spelling of its own gets each worker a socket of its own.
+fn worker_address(listen: &str, n: usize) -> String {
+    match listen.rsplit_once(':') {
+        Some((host, port)) => format!("{host}:{}{port}", "0".repeat(n)),
+        None => listen.to_string(),
+    }
 }
 
 /// The seed for an empty entity database: the entities file, with PostgreSQL as source.
@@ -313,6 +343,20 @@ mod tests {
     use super::*;
     use gatehouse_core::TenantId;
     use gatehouse_core::forwarded::{ContextVerifier, ForwardedContext};
+
+    #[test]
+    fn each_worker_spells_the_same_address_its_own_way() {
+        use std::net::ToSocketAddrs;
+        for listen in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080"] {
+            let spellings: Vec<String> = (0..3).map(|n| worker_address(listen, n)).collect();
+            assert_eq!(spellings[0], listen);
+            assert!(spellings[1] != spellings[0] && spellings[2] != spellings[1]);
+            let resolve = |a: &str| a.to_socket_addrs().unwrap().next().unwrap();
+            for spelling in &spellings {
+                assert_eq!(resolve(spelling), resolve(listen), "{spelling}");
+            }
+        }
+    }
 
     fn forwarding(toml: &str) -> ForwardingConfig {
         toml::from_str(toml).unwrap()

@@ -5,6 +5,7 @@
 //!   pingora-passthrough <listen address> <upstream address> [threads]
 
 use async_trait::async_trait;
+use gatehouse_gateway::server::add_proxy_workers;
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::Server;
@@ -13,6 +14,7 @@ use pingora::server::configuration::ServerConf;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[derive(Clone)]
 struct Passthrough {
     upstream: String,
 }
@@ -50,19 +52,10 @@ fn main() {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
-    // As gatehouse runs (see `Worker` in gateway/src/proxy.rs): one single-threaded
-    // service per thread on one socket, so upstream connections stay with their thread.
-    for n in 0..threads.max(1) {
-        let mut proxy = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Passthrough {
-                upstream: upstream.clone(),
-            },
-            &format!("passthrough {n}"),
-        );
-        proxy.threads = Some(1);
-        proxy.add_tcp(listen);
-        server.add_service(proxy);
-    }
+    // Run as gatehouse runs its proxy: one single-threaded service per thread.
+    let passthrough = Passthrough {
+        upstream: upstream.clone(),
+    };
+    add_proxy_workers(&mut server, &passthrough, listen, threads);
     server.run_forever();
 }
