@@ -4,10 +4,12 @@
 //! takes what is queued, appends it to the spool file (synced, without awaiting anything,
 //! so that a task stopped at any point loses nothing), and then writes what the spool
 //! holds to PostgreSQL, in transactions of `batch_max` records, and removes it. While
-//! PostgreSQL is unreachable (or slower than the records arrive) the spool grows; the
-//! worker keeps its unwritten part in memory, so a backlog is never read back from the
-//! file while the process lives, and writes it in order and exactly once (stored ids are
-//! skipped) as soon as it can. A spool left by an earlier process is read once.
+//! PostgreSQL is unreachable (or slower than the records arrive) the spool grows, and the
+//! worker writes it in order and exactly once (stored ids are skipped) as soon as it can.
+//! It keeps the next `memory_max` unwritten records in memory, so a short backlog is never
+//! read back from the file, and a long one (an outage of hours) costs disk, not memory:
+//! it is read back from the file a window at a time. A spool left by an earlier process
+//! is read the same way.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -26,9 +28,11 @@ use crate::store::{AuditError, AuditStore};
 /// How the writer batches.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    /// Unused bound kept for configuration compatibility: every flush takes all that is
-    /// queued.
+    /// Records per transaction, at most.
     pub batch_max: usize,
+    /// Unwritten records held in memory, at most; the rest wait in the spool file only.
+    /// Also the most one flush writes, so that records queued meanwhile are spooled soon.
+    pub memory_max: usize,
     /// How often queued records are spooled and written.
     pub flush_every: Duration,
     /// The write-ahead spool (JSON lines).
@@ -87,9 +91,71 @@ pub struct AuditWorker {
     store: AuditStore,
     config: WriterConfig,
     checkpointed: Mutex<HashMap<TenantId, Instant>>,
-    /// The spool's records not yet in the store, in order; `None` until the spool file
-    /// (which an earlier process may have left) has been read.
-    unwritten: Option<Vec<AuditRecord>>,
+    /// Where the spool file stands; `None` until the file (which an earlier process may
+    /// have left) has been read.
+    backlog: Option<Backlog>,
+}
+
+/// The spool file's lines are records in order: first those already in the store, then
+/// the unwritten ones, whose first few are also held in memory (the window).
+#[derive(Debug, Default)]
+struct Backlog {
+    /// Lines in the file.
+    lines: usize,
+    /// Leading lines already in the store (or unreadable).
+    written: usize,
+    /// Records of the lines from `written` on: all of them, or the first `memory_max`.
+    window: Vec<AuditRecord>,
+    /// The line of each record of the window.
+    window_lines: Vec<usize>,
+}
+
+impl Backlog {
+    /// Whether the window holds every unwritten line.
+    fn reaches_the_end(&self) -> bool {
+        self.window_lines
+            .last()
+            .map_or(self.written, |line| line + 1)
+            == self.lines
+    }
+
+    fn hold(&mut self, line: usize, record: AuditRecord) {
+        self.window.push(record);
+        self.window_lines.push(line);
+    }
+
+    /// Counts a batch just appended to the file, and holds what fits of it in memory.
+    fn appended(&mut self, batch: Vec<AuditRecord>, memory_max: usize) {
+        let room = if self.reaches_the_end() {
+            memory_max.saturating_sub(self.window.len())
+        } else {
+            0
+        };
+        let first = self.lines;
+        self.lines += batch.len();
+        for (i, record) in batch.into_iter().take(room).enumerate() {
+            self.hold(first + i, record);
+        }
+    }
+
+    /// Marks the first `count` records of the window written.
+    fn wrote(&mut self, count: usize) {
+        let count = count.min(self.window.len());
+        if count == 0 {
+            return;
+        }
+        self.written = match self.window_lines.get(count) {
+            Some(line) => *line,
+            None => self.window_lines[count - 1] + 1,
+        };
+        self.window.drain(..count);
+        self.window_lines.drain(..count);
+    }
+
+    /// Whether every line of the file is in the store.
+    fn is_done(&self) -> bool {
+        self.written >= self.lines
+    }
 }
 
 impl AuditWorker {
@@ -100,7 +166,7 @@ impl AuditWorker {
             store,
             config,
             checkpointed: Mutex::new(HashMap::new()),
-            unwritten: None,
+            backlog: None,
         }
     }
 
@@ -122,6 +188,11 @@ impl AuditWorker {
 
     async fn flush(&mut self) {
         let batch = self.queue.take_pending();
+        if self.backlog.is_none()
+            && let Err(e) = end_torn_line(&self.config.spool)
+        {
+            tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool left by an earlier process cannot be mended");
+        }
         if let Err(e) = spool(&self.config.spool, &batch) {
             // Nowhere left to put them: say so loudly, with the records themselves.
             let records: Vec<String> = batch.iter().map(AuditRecord::canonical).collect();
@@ -129,38 +200,91 @@ impl AuditWorker {
             return;
         }
         let tenants = tenants_of(&batch);
-        let mut unwritten = match self.unwritten.take() {
-            Some(mut unwritten) => {
-                unwritten.extend(batch);
-                unwritten
+        let memory_max = self.config.memory_max.max(1);
+        let mut backlog = match self.backlog.take() {
+            Some(mut backlog) => {
+                backlog.appended(batch, memory_max);
+                backlog
             }
             // The spool file holds what an earlier process left, then this batch.
-            None => match read_spool(&self.config.spool) {
-                Ok(records) => records,
-                Err(e) => {
-                    tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool cannot be read; it is kept");
-                    return;
-                }
-            },
+            None => Backlog::default(),
         };
-        let pending = unwritten.len();
-        match write_in_chunks(&self.store, &unwritten, self.config.batch_max).await {
-            Ok(_) => {
+        if backlog.window.is_empty()
+            && let Err(e) = read_window(&self.config.spool, &mut backlog, memory_max)
+        {
+            tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool cannot be read; it is kept");
+            return;
+        }
+        match write_window(&self.store, &mut backlog, self.config.batch_max).await {
+            Err(e) => {
+                let pending = backlog.lines - backlog.written;
+                tracing::warn!(target: "gatehouse::audit", error = %e, pending, "audit store unavailable; records kept in the spool");
+            }
+            Ok(()) if backlog.is_done() => {
                 if let Err(e) = remove_spool(&self.config.spool) {
                     tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
                 }
-                unwritten.clear();
+                backlog = Backlog::default();
                 self.checkpoint(&tenants).await;
             }
-            Err((written, e)) => {
-                unwritten.drain(..written);
-                if pending > 0 {
-                    tracing::warn!(target: "gatehouse::audit", error = %e, written, pending, "audit store unavailable; records kept in the spool");
+            Ok(()) => {}
+        }
+        self.backlog = Some(backlog);
+    }
+}
+
+/// Writes the backlog's window, `chunk` records per transaction, and moves past what was
+/// written, also when a write fails.
+async fn write_window(
+    store: &AuditStore,
+    backlog: &mut Backlog,
+    chunk: usize,
+) -> Result<(), AuditError> {
+    let result = write_in_chunks(store, &backlog.window, chunk).await;
+    backlog.wrote(match &result {
+        Ok(_) => backlog.window.len(),
+        Err((done, _)) => *done,
+    });
+    result.map(|_| ()).map_err(|(_, e)| e)
+}
+
+/// Fills the backlog's empty window with up to `max` records of the spool file, from line
+/// `backlog.written` on, and counts the file's lines. An unreadable line (a write torn by
+/// a crash) is reported and passed over.
+fn read_window(path: &Path, backlog: &mut Backlog, max: usize) -> Result<(), AuditError> {
+    use std::io::BufRead as _;
+    let spool_error = |e: std::io::Error| AuditError::Spool(e.to_string());
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            *backlog = Backlog::default();
+            return Ok(());
+        }
+        Err(e) => return Err(spool_error(e)),
+    };
+    let mut lines = 0;
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(spool_error)?;
+        if line.is_empty() {
+            continue;
+        }
+        let number = lines;
+        lines += 1;
+        if number < backlog.written || backlog.window.len() >= max {
+            continue;
+        }
+        match serde_json::from_str(&line) {
+            Ok(record) => backlog.hold(number, record),
+            Err(e) => {
+                tracing::error!(target: "gatehouse::audit", error = %e, line, "an unreadable audit spool line is passed over");
+                if backlog.window.is_empty() {
+                    backlog.written = number + 1;
                 }
             }
         }
-        self.unwritten = Some(unwritten);
     }
+    backlog.lines = lines;
+    Ok(())
 }
 
 /// The tenants of `records`, each once.
@@ -247,34 +371,55 @@ pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
 }
 
 /// Writes every record of the spool file at `path` to `store` (skipping those already
-/// stored) and removes the file; returns how many were written. A missing file is an
-/// empty spool.
+/// stored), a window at a time, and removes the file; returns how many records were read.
+/// A missing file is an empty spool.
 ///
 /// # Errors
 /// [`AuditError`] when the store refuses; the spool then stays as it was.
 pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
-    let records = read_spool(path)?;
-    let written = write_in_chunks(store, &records, DRAIN_CHUNK)
-        .await
-        .map_err(|(_, e)| e)?;
-    remove_spool(path)?;
-    Ok(written)
+    let mut backlog = Backlog::default();
+    let mut read = 0;
+    loop {
+        read_window(path, &mut backlog, DRAIN_WINDOW)?;
+        read += backlog.window.len();
+        write_window(store, &mut backlog, DRAIN_CHUNK).await?;
+        if backlog.is_done() {
+            remove_spool(path)?;
+            return Ok(read);
+        }
+    }
 }
 
 /// Records per transaction when a spool is drained outside the worker.
 const DRAIN_CHUNK: usize = 5_000;
 
-/// The records of the spool file at `path` (none when there is no file).
-fn read_spool(path: &Path) -> Result<Vec<AuditRecord>, AuditError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(AuditError::Spool(e.to_string())),
+/// Records held in memory when a spool is drained outside the worker.
+const DRAIN_WINDOW: usize = 100_000;
+
+/// Ends a last line left unfinished by a crash, so that the next record appended does not
+/// run into it (and become unreadable with it).
+fn end_torn_line(path: &Path) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    if file.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn remove_spool(path: &Path) -> Result<(), AuditError> {

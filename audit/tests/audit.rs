@@ -221,18 +221,32 @@ async fn the_application_role_cannot_change_history_and_tampering_is_detected() 
     );
 }
 
+fn writer_config(spool: &std::path::Path, memory_max: usize) -> WriterConfig {
+    WriterConfig {
+        batch_max: 10,
+        memory_max,
+        flush_every: Duration::from_millis(20),
+        spool: spool.to_path_buf(),
+        checkpoints: None,
+        checkpoint_every: Duration::from_secs(10),
+    }
+}
+
 #[tokio::test]
 async fn records_survive_a_database_outage_through_the_spool() {
+    survive_an_outage(1_000).await;
+}
+
+#[tokio::test]
+async fn a_backlog_larger_than_memory_is_read_back_from_the_spool_a_window_at_a_time() {
+    survive_an_outage(7).await;
+}
+
+async fn survive_an_outage(memory_max: usize) {
     let db = db().await;
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = spool_dir.path().join("audit.spool");
-    let config = WriterConfig {
-        batch_max: 10,
-        flush_every: Duration::from_millis(20),
-        spool: spool.clone(),
-        checkpoints: None,
-        checkpoint_every: Duration::from_secs(10),
-    };
+    let config = writer_config(&spool, memory_max);
     let (writer, queue) = AuditWriter::channel();
     let worker = AuditWorker::new(queue, AuditStore::new(db.app.clone()), config);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -286,6 +300,47 @@ async fn records_survive_a_database_outage_through_the_spool() {
     let expected: Vec<String> = (1..=60).map(|n| record("acme", n, "allow").id).collect();
     assert_eq!(ids, expected, "in the order they were decided");
     assert!(!spool.exists(), "the spool is emptied after the replay");
+}
+
+#[tokio::test]
+async fn a_line_torn_by_a_crash_does_not_swallow_the_next_record() {
+    let db = db().await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = spool_dir.path().join("audit.spool");
+    let left = [record("acme", 1, "allow"), record("acme", 2, "allow")];
+    let mut text: String = left.iter().map(|r| r.canonical() + "\n").collect();
+    let torn = record("acme", 3, "allow").canonical();
+    text.push_str(&torn[..torn.len() / 2]);
+    std::fs::write(&spool, text).unwrap();
+
+    let (writer, queue) = AuditWriter::channel();
+    let worker = AuditWorker::new(
+        queue,
+        AuditStore::new(db.app.clone()),
+        writer_config(&spool, 1_000),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for n in 4..=5 {
+        writer.record(record("acme", n, "deny"));
+    }
+    let task = tokio::spawn(worker.run(stopped));
+    wait_for(&db.app, 4).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    let ids: Vec<String> = AuditStore::new(db.app.clone())
+        .query(&AuditQuery::tenant(acme()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record.id)
+        .collect();
+    let expected: Vec<String> = [1, 2, 4, 5].map(|n| record("acme", n, "allow").id).into();
+    assert_eq!(
+        ids, expected,
+        "the torn record is passed over, the next one kept"
+    );
+    assert!(!spool.exists());
 }
 
 async fn wait_for(pool: &sqlx::PgPool, n: i64) {

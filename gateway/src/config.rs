@@ -290,6 +290,10 @@ pub struct AuditConfig {
     /// A batch is written at least this often, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// Unwritten records held in memory, at most, while PostgreSQL is away or behind; the
+    /// rest wait in the spool file only.
+    #[serde(default = "default_memory_max")]
+    pub memory_max: usize,
     /// The Ed25519 key (PKCS#8 PEM) that signs checkpoints of the chains' heads; kept
     /// away from the database. Absent: `audit-checkpoint.pem` beside the spool, created on
     /// first start (its public key in `audit-checkpoint.pem.pub`).
@@ -333,6 +337,7 @@ impl Default for AuditConfig {
             spool: default_spool(),
             batch_max: default_batch_max(),
             flush_interval_ms: default_flush_ms(),
+            memory_max: default_memory_max(),
             checkpoint_key_file: None,
             checkpoint_file: None,
             checkpoint_interval_seconds: default_checkpoint_seconds(),
@@ -348,6 +353,10 @@ fn default_batch_max() -> usize {
     500
 }
 
+fn default_memory_max() -> usize {
+    100_000
+}
+
 fn default_flush_ms() -> u64 {
     50
 }
@@ -358,7 +367,8 @@ fn default_flush_ms() -> u64 {
 pub struct ServerConfig {
     /// The address the proxy listens on, e.g. `127.0.0.1:8080`.
     pub listen: String,
-    /// Worker threads.
+    /// Proxy workers: each a single-threaded Pingora service with its own socket on
+    /// `listen` (`SO_REUSEPORT`) and its own upstream connection pool.
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Where `/metrics` (Prometheus) is served; not served when absent.

@@ -148,6 +148,7 @@ impl BackgroundService for AuditService {
             Ok(pool) => {
                 let config = WriterConfig {
                     batch_max: self.config.batch_max,
+                    memory_max: self.config.memory_max,
                     flush_every: Duration::from_millis(self.config.flush_interval_ms),
                     spool: self.config.spool.clone(),
                     checkpoints: self.checkpoints.clone(),
