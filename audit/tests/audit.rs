@@ -290,13 +290,7 @@ async fn survive_an_outage(memory_max: usize) {
         (60, None),
         "none lost, none twice, chain intact"
     );
-    let ids: Vec<String> = store
-        .query(&AuditQuery::tenant(acme()))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.record.id)
-        .collect();
+    let ids = acme_ids(&store).await;
     let expected: Vec<String> = (1..=60).map(|n| record("acme", n, "allow").id).collect();
     assert_eq!(ids, expected, "in the order they were decided");
     assert!(!spool.exists(), "the spool is emptied after the replay");
@@ -328,19 +322,19 @@ async fn a_line_torn_by_a_crash_does_not_swallow_the_next_record() {
     stop.send(true).unwrap();
     task.await.unwrap();
 
-    let ids: Vec<String> = AuditStore::new(db.app.clone())
-        .query(&AuditQuery::tenant(acme()))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.record.id)
-        .collect();
+    let ids = acme_ids(&AuditStore::new(db.app.clone())).await;
     let expected: Vec<String> = [1, 2, 4, 5].map(|n| record("acme", n, "allow").id).into();
     assert_eq!(
         ids, expected,
         "the torn record is passed over, the next one kept"
     );
     assert!(!spool.exists());
+}
+
+/// The ids of acme's stored records, oldest first.
+async fn acme_ids(store: &AuditStore) -> Vec<String> {
+    let records = store.query(&AuditQuery::tenant(acme())).await.unwrap();
+    records.into_iter().map(|r| r.record.id).collect()
 }
 
 async fn wait_for(pool: &sqlx::PgPool, n: i64) {
