@@ -368,7 +368,8 @@ pub struct ServerConfig {
     /// The address the proxy listens on, e.g. `127.0.0.1:8080`.
     pub listen: String,
     /// Proxy workers: each a single-threaded Pingora service with its own socket on
-    /// `listen` (`SO_REUSEPORT`) and its own upstream connection pool.
+    /// `listen` (`SO_REUSEPORT`, so `listen` needs a fixed port) and its own upstream
+    /// connection pool.
     #[serde(default = "default_threads")]
     pub threads: usize,
     /// Where `/metrics` (Prometheus) is served; not served when absent.

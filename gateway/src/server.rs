@@ -25,8 +25,7 @@ use crate::entities::{ChangeListener, PgEntityStore};
 use crate::identity::Authenticator;
 use crate::metrics::MetricsEndpoint;
 use crate::pdp_api::PdpApi;
-use crate::proxy::Store;
-use crate::proxy::{Gateway, Worker};
+use crate::proxy::{Gateway, Store, Worker};
 use crate::routes::Routes;
 use crate::tenants::Tenants;
 
