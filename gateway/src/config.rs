@@ -642,11 +642,15 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.server.listen.parse::<SocketAddr>().is_err() {
+        let Ok(listen) = self.server.listen.parse::<SocketAddr>() else {
             return invalid(format!(
                 "server.listen {:?} is not host:port",
                 self.server.listen
             ));
+        };
+        // Each worker binds its own socket: port 0 would give each a different port.
+        if listen.port() == 0 && self.server.threads > 1 {
+            return invalid("server.listen needs a fixed port when server.threads > 1".into());
         }
         let upstreams: HashMap<&str, &UpstreamConfig> = self
             .upstreams
@@ -787,6 +791,24 @@ pub(crate) mod tests {
             EMBEDDED_DEFAULTS.replacen("upstream = \"app\"", "upstream = \"nowhere\"", 1);
         let err = Config::parse(&dangling, "x.toml").unwrap_err().to_string();
         assert!(err.contains("unknown upstream \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn several_workers_need_a_fixed_port() {
+        let with = |listen: &str, threads: u32| {
+            let text = EMBEDDED_DEFAULTS
+                .replacen("threads = 2", &format!("threads = {threads}"), 1)
+                .replacen(
+                    "listen = \"127.0.0.1:8080\"",
+                    &format!("listen = \"{listen}\""),
+                    1,
+                );
+            Config::parse(&text, "x.toml").map_err(|e| e.to_string())
+        };
+        let err = with("127.0.0.1:0", 2).unwrap_err();
+        assert!(err.contains("fixed port"), "{err}");
+        assert!(with("127.0.0.1:0", 1).is_ok());
+        assert!(with("127.0.0.1:8080", 2).is_ok());
     }
 
     #[test]
