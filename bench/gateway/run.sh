@@ -29,6 +29,7 @@ BIN=target/release
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
+source bench/lib.sh
 cleanup() {
   for conf in upstream proxy; do
     [ -f "$WORK/$conf.pid" ] && nginx -q -p "$WORK" -c "$WORK/$conf.conf" -s quit 2>/dev/null || true
@@ -39,7 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NGX=$(free_port); PT=$(free_port); GH=$(free_port)
 
 nginx_conf() { # name, port, location body
@@ -67,29 +67,11 @@ nginx_conf proxy "$NGX" 'proxy_pass http://app; proxy_http_version 1.1; proxy_se
 PT_PID=$!
 
 gatehouse_conf() { # context algorithm
-  cat > "$WORK/gatehouse.toml" <<CONF
-[server]
-listen = "127.0.0.1:$GH"
-threads = 2
-grace_period_seconds = 0
-[policy]
-bundle = "policies"
-reload_interval_seconds = 0
+  gatehouse_config <<CONF
 [entities]
 file = "policy-tests/fixtures/three-tenants.json"
-[identity]
-issuer = "https://id.bench"
-audience = "gatehouse"
-allow_hs256 = true
-hs256_secret = "bench-only-secret"
 [forwarding]
 algorithm = "$1"
-[limits]
-default_requests_per_second = 100000000
-[database]
-data_dir = "$WORK/postgres"
-[audit]
-spool = "$WORK/audit.spool"
 [[upstream]]
 name = "app"
 address = "127.0.0.1:$UP"
@@ -100,17 +82,6 @@ action = "document:read"
 resource = "Document"
 upstream = "app"
 CONF
-}
-start_gatehouse() { # context algorithm
-  gatehouse_conf "$1"
-  RUST_LOG=warn "$BIN/gatehouse" --config "$WORK/gatehouse.toml" >> "$WORK/gatehouse.log" 2>&1 &
-  GH_PID=$!
-  for _ in $(seq 150); do curl -sf "http://127.0.0.1:$GH/healthz" >/dev/null && return; sleep 0.2; done
-  echo "error: gatehouse did not start" >&2; cat "$WORK/gatehouse.log" >&2; exit 1
-}
-stop_gatehouse() {
-  if [ -n "${GH_PID:-}" ]; then kill -TERM "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null || true; fi
-  GH_PID=
 }
 
 # Requests rotate over users (viewer, editor, admin, group member) and documents.
@@ -157,7 +128,8 @@ for target in "direct $UP" "nginx $NGX" "pingora $PT"; do
   latencies+=("$(at_rate "$1" "$2")") results+=("$(saturate "$1" "$2")")
 done
 for alg in EdDSA HS256; do
-  start_gatehouse "$alg"
+  gatehouse_conf "$alg"
+  start_gatehouse
   sleep 5 # let the previous run's audit writes and autovacuum settle
   latencies+=("$(at_rate "gatehouse-$alg" "$GH")") results+=("$(saturate "gatehouse-$alg" "$GH")")
   stop_gatehouse

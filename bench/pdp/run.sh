@@ -21,40 +21,19 @@ BIN=target/release
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
+source bench/lib.sh
 cleanup() {
-  if [ -n "${GH_PID:-}" ]; then kill -TERM "$GH_PID" 2>/dev/null && wait "$GH_PID" 2>/dev/null || true; fi
+  stop_gatehouse
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-GH=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-
-cat > "$WORK/gatehouse.toml" <<CONF
-[server]
-listen = "127.0.0.1:$GH"
-threads = 2
-grace_period_seconds = 0
-[policy]
-bundle = "policies"
-reload_interval_seconds = 0
+GH=$(free_port)
+gatehouse_config <<CONF
 [entities]
 source = "postgres"
 file = "policy-tests/fixtures/three-tenants.json"
-[identity]
-issuer = "https://id.bench"
-audience = "gatehouse"
-allow_hs256 = true
-hs256_secret = "bench-only-secret"
-[limits]
-default_requests_per_second = 100000000
-[database]
-data_dir = "$WORK/postgres"
-[audit]
-spool = "$WORK/audit.spool"
 CONF
-RUST_LOG=warn "$BIN/gatehouse" --config "$WORK/gatehouse.toml" >> "$WORK/gatehouse.log" 2>&1 &
-GH_PID=$!
-for _ in $(seq 300); do curl -sf "http://127.0.0.1:$GH/readyz" >/dev/null && break; sleep 0.2; done
-curl -sf "http://127.0.0.1:$GH/readyz" >/dev/null || { echo "error: gatehouse did not start" >&2; cat "$WORK/gatehouse.log" >&2; exit 1; }
+start_gatehouse
 
 token() { "$BIN/gatehouse" --config "$WORK/gatehouse.toml" dev-token --user "$1" --tenant acme ${2:+--agent "$2"}; }
 ADMIN=$(token acme-ada)
