@@ -100,9 +100,12 @@ impl CheckpointSigner {
     /// A signer with the Ed25519 private key in `pem` (PKCS#8), writing to `file`.
     ///
     /// # Errors
-    /// A message when the PEM is not an Ed25519 private key.
-    pub fn from_pem(pem: &str, file: PathBuf) -> Result<Self, String> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())?;
+    /// [`KeyError`] when the PEM is not an Ed25519 private key.
+    pub fn from_pem(pem: &str, file: PathBuf) -> Result<Self, KeyError> {
+        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| KeyError {
+            kind: "private",
+            reason: e.to_string(),
+        })?;
         Ok(Self { key, file })
     }
 
@@ -147,12 +150,23 @@ impl CheckpointSigner {
     }
 }
 
+/// A checkpoint key that is not an Ed25519 key in PEM.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an Ed25519 {kind} key in PEM: {reason}")]
+pub struct KeyError {
+    kind: &'static str,
+    reason: String,
+}
+
 /// A public key from PEM, to verify checkpoints with.
 ///
 /// # Errors
-/// A message when it is not an Ed25519 public key.
-pub fn verifying_key(pem: &str) -> Result<VerifyingKey, String> {
-    VerifyingKey::from_public_key_pem(pem).map_err(|e| e.to_string())
+/// [`KeyError`] when it is not an Ed25519 public key.
+pub fn verifying_key(pem: &str) -> Result<VerifyingKey, KeyError> {
+    VerifyingKey::from_public_key_pem(pem).map_err(|e| KeyError {
+        kind: "public",
+        reason: e.to_string(),
+    })
 }
 
 /// The checkpoints in `path` (a missing file has none). Unreadable lines are errors: a

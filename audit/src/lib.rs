@@ -22,10 +22,3 @@ mod writer;
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
 pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig, drain_spool, spool};
-
-/// Now, in UTC microseconds since 1970.
-pub(crate) fn checkpoint_time() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}

@@ -339,7 +339,12 @@ impl AuditWorker {
         let mut checkpoints = Vec::new();
         for tenant in &due {
             if let Ok(Some((seq, hash))) = self.store.head(tenant).await {
-                checkpoints.push(signer.sign(tenant, seq, &hash, crate::checkpoint_time()));
+                checkpoints.push(signer.sign(
+                    tenant,
+                    seq,
+                    &hash,
+                    gatehouse_core::time::now_unix_micros(),
+                ));
             }
         }
         if let Err(e) = signer.append(&checkpoints) {

@@ -93,9 +93,7 @@ fn measure_slices(bundle: &Bundle, data: &Dataset, iterations: usize) -> Run {
         .filter(|r| r.principal.type_name().basename() == "User")
         .collect();
     let decide = |r: &gatehouse_pdp::AccessRequest| {
-        let tenant = format!("Tenant::{:?}", r.tenant.as_str())
-            .parse()
-            .expect("a uid");
+        let tenant = gatehouse_pdp::uid::tenant(&r.tenant);
         let slice = store.slice(
             &r.tenant,
             &[r.principal.clone(), r.resource.clone(), tenant],

@@ -11,8 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MB="${1:-500}"
-BIN=target/release/gatehouse
-cargo build -q --release -p gatehouse-gateway --bin gatehouse
+BIN=target/dist/gatehouse
+cargo build -q --profile dist -p gatehouse-gateway --bin gatehouse
 
 started=""
 if ! curl -sf localhost:8080/healthz >/dev/null; then

@@ -24,8 +24,8 @@ RATE=${3:-2000}
 for tool in nginx wrk; do
   command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install $tool)" >&2; exit 2; }
 done
-cargo build --release -q -p gatehouse-gateway -p gatehouse-bench --bins
-BIN=target/release
+cargo build --profile dist -q -p gatehouse-gateway -p gatehouse-bench --bins
+BIN=target/dist
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"

@@ -16,8 +16,8 @@ cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-15}
 RATE=${2:-10000}
 CONNECTIONS=${3:-32}
-cargo build --release -q -p gatehouse-gateway -p gatehouse-bench --bin gatehouse --bin loadgen
-BIN=target/release
+cargo build --profile dist -q -p gatehouse-gateway -p gatehouse-bench --bin gatehouse --bin loadgen
+BIN=target/dist
 
 WORK=$(mktemp -d)
 chmod 755 "$WORK"

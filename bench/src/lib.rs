@@ -8,6 +8,7 @@
 //! parents of the shared document, what Gatehouse does) or as one template-linked policy
 //! per share (the obvious Cedar alternative). The benchmarks run both side by side.
 
+use gatehouse_core::uid::uid_text;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -388,13 +389,16 @@ fn shares(rng: &mut SmallRng, shape: Shape, groups: &[String]) -> Vec<Share> {
     (0..shape.shares)
         .map(|_| {
             let grantee = if rng.random_bool(0.8) {
-                format!("User::\"u{}\"", rng.random_range(0..shape.users))
+                uid_text("User", &format!("u{}", rng.random_range(0..shape.users)))
             } else {
-                format!("Group::\"{}\"", groups.choose(rng).expect("groups"))
+                uid_text("Group", groups.choose(rng).expect("groups"))
             };
             Share {
                 grantee,
-                document: format!("Document::\"d{}\"", rng.random_range(0..shape.documents)),
+                document: uid_text(
+                    "Document",
+                    &format!("d{}", rng.random_range(0..shape.documents)),
+                ),
                 role: if rng.random_bool(0.25) {
                     "editor"
                 } else {
@@ -413,7 +417,7 @@ fn requests(rng: &mut SmallRng, shape: Shape) -> Vec<AccessRequest> {
             let principal = if rng.random_range(0..10) == 0 {
                 format!("Agent::\"a{}\"", rng.random_range(0..shape.agents))
             } else {
-                format!("User::\"u{}\"", rng.random_range(0..shape.users))
+                uid_text("User", &format!("u{}", rng.random_range(0..shape.users)))
             };
             let action = match rng.random_range(0..100) {
                 0..70 => "document:read",

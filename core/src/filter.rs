@@ -34,7 +34,7 @@ impl EntityRef {
 
 impl fmt::Display for EntityRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{:?}", self.entity_type, self.id)
+        f.write_str(&crate::uid::uid_text(&self.entity_type, &self.id))
     }
 }
 

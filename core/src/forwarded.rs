@@ -10,7 +10,7 @@
 //!   1 µs, for adapters in the gateway's process or on its trusted network; any holder of
 //!   the secret can mint contexts, so it must not be given to upstreams one does not run.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,6 +54,10 @@ pub struct ForwardedContext {
     /// The session passed a second factor (for the adapter's further decisions).
     #[serde(default)]
     pub mfa: bool,
+    /// The client's address, as the gateway saw it (for the adapter's further decisions,
+    /// which policies on `context.source_ip` decide the same way as the gateway's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -233,7 +237,7 @@ impl ContextSigner {
         context: &ForwardedContext,
         now: SystemTime,
     ) -> Result<String, ContextError> {
-        let iat = unix(now);
+        let iat = crate::time::unix_seconds(now);
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -300,10 +304,6 @@ impl ContextVerifier {
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,6 +318,7 @@ mod tests {
             decision_id: "d-1".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             mfa: false,
+            source_ip: None,
         }
     }
 

@@ -6,10 +6,13 @@
 //! never a bare `String`, so that a function that must be scoped to a tenant says so in
 //! its signature and cannot be called without one.
 
+pub mod error;
 pub mod filter;
 pub mod forwarded;
+pub mod ids;
 pub mod secret_file;
 mod tenant;
 pub mod time;
+pub mod uid;
 
 pub use tenant::{TenantId, TenantIdError};

@@ -1,6 +1,30 @@
-//! UTC timestamps as RFC 3339 text, without a calendar library (Howard Hinnant's
-//! `days_from_civil` and its inverse). Audit records and decisions carry Unix numbers;
-//! these are for people and for Cedar's `datetime`.
+//! The clock, read one way everywhere: Unix numbers for records, tokens and decisions
+//! ([`unix_seconds`], [`unix_micros`]), and UTC timestamps as RFC 3339 text for people
+//! and for Cedar's `datetime`, without a calendar library (Howard Hinnant's
+//! `days_from_civil` and its inverse).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `time` in whole seconds since 1970 (0 for a time before it).
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Now, in whole seconds since 1970.
+pub fn now_unix_seconds() -> u64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// `time` in microseconds since 1970 (0 for a time before it).
+pub fn unix_micros(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Now, in microseconds since 1970.
+pub fn now_unix_micros() -> i64 {
+    unix_micros(SystemTime::now())
+}
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 pub fn format_rfc3339(unix_seconds: i64) -> String {
@@ -61,6 +85,16 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_numbers_count_from_1970_and_never_go_negative() {
+        let t = UNIX_EPOCH + std::time::Duration::from_micros(1_795_453_199_123_456);
+        assert_eq!(unix_seconds(t), 1_795_453_199);
+        assert_eq!(unix_micros(t), 1_795_453_199_123_456);
+        let before = UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert_eq!((unix_seconds(before), unix_micros(before)), (0, 0));
+        assert!(now_unix_micros() / 1_000_000 >= now_unix_seconds() as i64 - 1);
+    }
 
     #[test]
     fn formats_and_parses_utc() {

@@ -111,7 +111,7 @@ pub struct SearchConfig {
     pub meilisearch_url: Option<String>,
     /// Meilisearch's API key (`env:`/`file:` references work).
     #[serde(default)]
-    pub meilisearch_key: Option<String>,
+    pub meilisearch_key: Option<Secret>,
     /// The Meilisearch index holding every tenant's documents (each query filtered by
     /// tenant).
     #[serde(default = "default_meilisearch_index")]
@@ -167,13 +167,13 @@ pub struct BlobsConfig {
     pub bucket: String,
     /// The access key id (`env:`/`file:` references work).
     #[serde(default)]
-    pub access_key: Option<String>,
+    pub access_key: Option<Secret>,
     /// The secret key (`env:`/`file:`).
     #[serde(default)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<Secret>,
     /// The master key: 32 bytes, base64 (`env:`/`file:`). Absent: `master_key_file`.
     #[serde(default)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Secret>,
     /// Read, or created with a random key on first start, when `master_key` is absent.
     #[serde(default = "default_master_key_file")]
     pub master_key_file: PathBuf,
@@ -250,10 +250,10 @@ fn default_rps() -> u32 {
 pub struct DatabaseConfig {
     /// The application role's URL (a role without SUPERUSER or BYPASSRLS).
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Secret>,
     /// The tables' owner's URL, to run migrations with; without it none are run.
     #[serde(default)]
-    pub owner_url: Option<String>,
+    pub owner_url: Option<Secret>,
     /// The private cluster's data directory.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -472,7 +472,7 @@ pub struct IdentityConfig {
     pub jwks_file: Option<PathBuf>,
     /// A shared secret for HS256 tokens: development only, and only with `allow_hs256`.
     #[serde(default)]
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<Secret>,
     /// Accept HS256 tokens signed with `hs256_secret`.
     #[serde(default)]
     pub allow_hs256: bool,
@@ -496,11 +496,11 @@ pub struct ForwardingConfig {
     /// `EdDSA`: an Ed25519 private key (PKCS#8 PEM, or an `env:`/`file:` reference); a
     /// fresh key per start when absent.
     #[serde(default)]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<Secret>,
     /// `HS256`: the shared secret (an `env:`/`file:` reference, 32 bytes or more); a fresh
     /// random one per start when absent (adapters in the gateway's process only).
     #[serde(default)]
-    pub shared_secret: Option<String>,
+    pub shared_secret: Option<Secret>,
     /// How long a forwarded context is valid, in seconds.
     #[serde(default = "default_context_lifetime")]
     pub context_lifetime_seconds: u64,
@@ -631,10 +631,10 @@ impl Config {
             config.server.listen = listen;
         }
         if let Ok(url) = std::env::var("GATEHOUSE_DATABASE_URL") {
-            config.database.url = Some(url);
+            config.database.url = Some(Secret::resolve(&url)?);
         }
         if let Ok(url) = std::env::var("GATEHOUSE_DATABASE_OWNER_URL") {
-            config.database.owner_url = Some(url);
+            config.database.owner_url = Some(Secret::resolve(&url)?);
         }
         config.check()?;
         Ok(config)
@@ -683,21 +683,50 @@ impl Config {
     }
 }
 
-/// Resolves `env:NAME` and `file:PATH` references; anything else is a literal.
-///
-/// # Errors
-/// [`ConfigError::Invalid`] naming the missing variable or file (never its value).
-pub fn resolve_secret(value: &str) -> Result<String, ConfigError> {
-    if let Some(name) = value.strip_prefix("env:") {
-        return std::env::var(name)
-            .map_err(|_| ConfigError::Invalid(format!("environment variable {name} is not set")));
+/// A secret from the configuration: written inline, or as a reference (`env:NAME`,
+/// `file:PATH`) resolved once, when the configuration is parsed. Its value is never
+/// printed (`Debug` shows `Secret(..)`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Secret(String);
+
+impl Secret {
+    /// Resolves `env:NAME` and `file:PATH` references; anything else is a literal.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the missing variable or file (never its value).
+    pub fn resolve(value: &str) -> Result<Self, ConfigError> {
+        if let Some(name) = value.strip_prefix("env:") {
+            return std::env::var(name).map(Self).map_err(|_| {
+                ConfigError::Invalid(format!("environment variable {name} is not set"))
+            });
+        }
+        if let Some(path) = value.strip_prefix("file:") {
+            return std::fs::read_to_string(path)
+                .map(|s| Self(s.trim_end().to_string()))
+                .map_err(|e| ConfigError::Invalid(format!("cannot read {path}: {e}")));
+        }
+        Ok(Self(value.to_string()))
     }
-    if let Some(path) = value.strip_prefix("file:") {
-        return std::fs::read_to_string(path)
-            .map(|s| s.trim_end().to_string())
-            .map_err(|e| ConfigError::Invalid(format!("cannot read {path}: {e}")));
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
     }
-    Ok(value.to_string())
+}
+
+impl TryFrom<String> for Secret {
+    type Error = ConfigError;
+
+    fn try_from(value: String) -> Result<Self, ConfigError> {
+        Self::resolve(&value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 #[cfg(test)]
@@ -813,6 +842,7 @@ pub(crate) mod tests {
 
     #[test]
     fn secrets_come_from_the_environment_or_a_file() {
+        let resolve_secret = |v: &str| Secret::resolve(v).map(|s| s.expose().to_string());
         assert_eq!(resolve_secret("literal").unwrap(), "literal");
         let err = resolve_secret("env:GATEHOUSE_TEST_SURELY_UNSET")
             .unwrap_err()
@@ -824,5 +854,10 @@ pub(crate) mod tests {
             resolve_secret(&format!("file:{}", file.path().display())).unwrap(),
             "s3cret"
         );
+        // Resolved when the configuration is parsed, and never printed.
+        let unset = toml::from_str::<DatabaseConfig>("url = \"env:GATEHOUSE_TEST_SURELY_UNSET\"");
+        assert!(unset.is_err(), "an unresolvable reference fails the parse");
+        let parsed: DatabaseConfig = toml::from_str("url = \"postgres://u:hunter2@h/db\"").unwrap();
+        assert!(!format!("{parsed:?}").contains("hunter2"));
     }
 }

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         mfa,
     }) = &cli.command
     {
-        return match gatehouse_gateway::identity::dev_token(
+        return match gatehouse_gateway::dev_token(
             &config.identity,
             user,
             tenant,
@@ -94,28 +94,15 @@ fn main() -> ExitCode {
         };
     }
     if cli.check_config {
-        let (audit, _queue) = gatehouse_audit::AuditWriter::channel();
-        let database = match config.entities.source {
-            gatehouse_gateway::config::EntitySource::Postgres => {
-                match gatehouse_gateway::database::Database::prepare(&config.database, None) {
-                    Ok(db) => Some(db),
-                    Err(e) => return fail(&*e),
-                }
-            }
-            gatehouse_gateway::config::EntitySource::File => None,
-        };
-        return match gatehouse_gateway::server::build(&config, audit, database.as_ref()) {
-            Ok(gateway) => {
-                println!(
-                    "configuration ok: bundle {}",
-                    gateway.pdp.bundle().snapshot().id()
-                );
+        return match gatehouse_gateway::check(&config) {
+            Ok(bundle) => {
+                println!("configuration ok: bundle {bundle}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&*e),
         };
     }
-    match gatehouse_gateway::server::run(config) {
+    match gatehouse_gateway::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&*e),
     }

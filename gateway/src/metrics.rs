@@ -10,7 +10,7 @@ use prometheus::{
     register_int_counter_vec,
 };
 
-use crate::tiny_http::{Answer, serve};
+use crate::runtime::tiny_http::{Answer, serve};
 
 /// Requests by tenant and outcome (`allowed`, `denied`, or the refusal's error code).
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {

@@ -1,7 +1,13 @@
-//! The request path, as Pingora phases: every request is admitted (tenant → principal →
-//! route → decision) in `request_filter` or answered there with a JSON error; only an
-//! allowed request reaches `upstream_peer` and `upstream_request_filter`, which forward it
-//! with the signed context.
+//! The request path, as the phases of one Pingora [`ProxyHttp`] implementation, in the
+//! order a request meets them:
+//!
+//! 1. `request_filter`: health and the decision API are answered here; every other
+//!    request is admitted ([`Gateway::admit`]: tenant → principal → route → decision) or
+//!    refused with a JSON error;
+//! 2. `upstream_peer`: the route's upstream (only an admitted request gets here);
+//! 3. `upstream_request_filter`: the signed context and the trace go with it;
+//! 4. `response_filter`: the upstream's latency is observed;
+//! 5. `logging`: one JSON line and the request counters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,31 +15,31 @@ use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
-use gatehouse_pdp::{AccessRequest, Decision, EntityStore, MemoryStore, Pdp, StoreError};
+use gatehouse_core::ids::new_decision_id;
+use gatehouse_pdp::AccessRequest;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
 use serde_json::{Value, json};
 
-use crate::entities::PgEntityStore;
-use crate::identity::{Authenticator, Principal};
+use crate::authorize::{Authorizer, Origin};
+use crate::decision_api::{self, DecisionApi};
+use crate::edge::admission::{Admission, Tenants};
+use crate::edge::identity::{Authenticator, Principal};
+use crate::edge::routes::{RouteError, Routes};
+use crate::edge::share_links;
+use crate::edge::tenant;
+use crate::edge::trace::TraceContext;
 use crate::metrics;
-use crate::pdp_api::{self, PdpApi};
-use crate::routes::{RouteError, Routes};
-use crate::share_links;
-use crate::tenant;
-use crate::tenants::{Admission, Tenants};
-use crate::trace::TraceContext;
+use crate::refusal::Refusal;
+use crate::runtime::entity_store::Store;
 
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
-    /// The decision point (and, through it, the current bundle).
-    pub pdp: Arc<Pdp>,
-    /// Where entities come from.
-    pub store: Store,
+    /// Decides and audits (and holds the decision point and the entities).
+    pub authorizer: Authorizer,
     /// Verifies credentials.
     pub auth: Authenticator,
     /// The routes.
@@ -42,34 +48,10 @@ pub struct Gateway {
     pub base_domain: Option<String>,
     /// Signs the forwarded context.
     pub signer: ContextSigner,
-    /// Queues audit records.
-    pub audit: AuditWriter,
     /// The known tenants and their rate limits.
     pub tenants: Arc<Tenants>,
-    /// The decision API ([`pdp_api`]).
-    pub api: PdpApi,
-}
-
-/// The entity store the gateway decides with.
-#[derive(Clone)]
-pub enum Store {
-    /// Entities loaded from a file into memory.
-    Memory(Arc<MemoryStore>),
-    /// Entities in PostgreSQL, cached.
-    Postgres(Arc<PgEntityStore>),
-}
-
-impl EntityStore for Store {
-    async fn load(
-        &self,
-        tenant: &TenantId,
-        uids: &[cedar_policy::EntityUid],
-    ) -> std::result::Result<Arc<cedar_policy::Entities>, StoreError> {
-        match self {
-            Self::Memory(store) => store.load(tenant, uids).await,
-            Self::Postgres(store) => store.load(tenant, uids).await,
-        }
-    }
+    /// The decision API ([`decision_api`]).
+    pub api: DecisionApi,
 }
 
 /// What one request has been through, for forwarding and the log line.
@@ -89,29 +71,10 @@ pub struct RequestState {
     upstream_started: Option<Instant>,
 }
 
-/// A request answered by the gateway itself.
-struct Refusal {
-    status: u16,
-    code: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl Refusal {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
 /// One worker thread's proxy: a handle on the shared [`Gateway`].
 ///
 /// The server runs one single-threaded Pingora service per worker (see
-/// [`add_proxy_workers`](crate::server::add_proxy_workers)) rather than one service with
+/// [`add_proxy_workers`](crate::runtime::server::add_proxy_workers)) rather than one service with
 /// several threads. Each service has its own upstream connection pool, so a connection
 /// is always reused by the thread that released it. In a shared pool, an idle connection
 /// is watched by a task on a random thread. When another thread takes it, the hand-over
@@ -119,9 +82,9 @@ impl Refusal {
 /// stream") and opens a new one. Under bench/gateway/run.sh with 2 threads, that
 /// happened to about 1 request in 15, and the added p99 was twice what it is now.
 #[derive(Clone)]
-pub struct Worker(pub Arc<Gateway>);
+pub struct ProxyWorker(pub Arc<Gateway>);
 
-impl std::ops::Deref for Worker {
+impl std::ops::Deref for ProxyWorker {
     type Target = Gateway;
 
     fn deref(&self) -> &Gateway {
@@ -130,7 +93,7 @@ impl std::ops::Deref for Worker {
 }
 
 #[async_trait]
-impl ProxyHttp for Worker {
+impl ProxyHttp for ProxyWorker {
     type CTX = RequestState;
 
     fn new_ctx(&self) -> Self::CTX {
@@ -150,13 +113,13 @@ impl ProxyHttp for Worker {
             return Ok(true);
         }
         let path = session.req_header().uri.path();
-        if path == pdp_api::WELL_KNOWN {
+        if path == decision_api::WELL_KNOWN {
             ctx.code = Some("pdp_api");
-            let body = pdp_api::metadata(&public_base(session));
+            let body = decision_api::metadata(&public_base(session));
             respond(session, 200, &body, None).await?;
             return Ok(true);
         }
-        if pdp_api::is_api_path(path) {
+        if decision_api::is_api_path(path) {
             return match self.serve_api(session, ctx).await {
                 Ok(()) => Ok(true),
                 Err(refusal) => refuse(session, ctx, refusal).await,
@@ -260,9 +223,9 @@ impl Gateway {
         match path {
             "/healthz" => Some((200, json!({ "status": "ok" }))),
             "/readyz" => {
-                let bundle = self.pdp.bundle().snapshot();
+                let bundle = self.authorizer.pdp().bundle().snapshot();
                 let id = bundle.id();
-                let store = match &self.store {
+                let store = match self.authorizer.store() {
                     Store::Memory(_) => true,
                     Store::Postgres(store) => store.ready().await,
                 };
@@ -286,7 +249,7 @@ impl Gateway {
     ) -> std::result::Result<(Principal, TenantId), Refusal> {
         let authorization = header(session, "authorization");
         let principal = match authorization.and_then(|h| h.strip_prefix(share_links::SCHEME)) {
-            Some(link) => share_links::authenticate(&self.store, link).await,
+            Some(link) => share_links::authenticate(self.authorizer.store(), link).await,
             None => self
                 .auth
                 .authenticate(authorization, header(session, "x-api-key")),
@@ -301,8 +264,15 @@ impl Gateway {
             Err(e) => {
                 // Someone of one tenant knocking on another's door: on the record of both.
                 ctx.decision_id = Some(new_decision_id());
+                let origin = Origin {
+                    route: session.req_header().uri.path().to_string(),
+                    trace_id: trace_id(ctx),
+                    client_ip: client_ip(session),
+                    asked_by: None,
+                };
                 for tenant in from_host.iter().chain(principal.tenant.iter()) {
-                    self.audit_refusal(session, ctx, tenant, &principal, e.code());
+                    self.authorizer
+                        .audit_refusal(tenant, &principal, e.code(), &origin);
                 }
                 return Err(refuse(e));
             }
@@ -338,42 +308,40 @@ impl Gateway {
                 RouteError::NoRoute => Refusal::new(404, "no_route", e.to_string()),
                 RouteError::BadId => Refusal::new(400, "bad_resource_id", e.to_string()),
             })?;
-        let request = access_request(
-            session,
-            &tenant,
-            &principal,
+        let client_ip = client_ip(session);
+        let request = AccessRequest::new(
+            tenant,
+            principal.uid,
             matched.route.action.clone(),
             matched.resource,
-        );
-        let texts = UidTexts::of(&request);
-        ctx.action = Some(texts.action.clone());
-        ctx.resource = Some(texts.resource.clone());
-        let decision = self.pdp.decide(&self.store, &request).await;
-        let decision_id = new_decision_id();
-        ctx.decision_id = Some(decision_id.clone());
-        ctx.decision = Some(decision.effect.as_str());
-        let record = decision_record(
-            &request.tenant,
-            texts.clone(),
-            &decision,
-            decision_id.clone(),
-            trace_id(ctx),
-            client_ip(session),
-            &matched.route.pattern,
-        );
-        audit_and_count(&self.audit, &decision, record);
-        if !decision.is_allowed() {
-            return Err(refusal_for(&decision));
+        )
+        .acting_for(principal.acting_for)
+        .established(principal.mfa, client_ip.as_deref());
+        let origin = Origin {
+            route: matched.route.pattern.clone(),
+            trace_id: trace_id(ctx),
+            client_ip,
+            asked_by: None,
+        };
+        let decided = self.authorizer.decide(request, &origin).await;
+        ctx.action = Some(decided.texts.action.clone());
+        ctx.resource = Some(decided.texts.resource.clone());
+        ctx.decision_id = Some(decided.id.clone());
+        ctx.decision = Some(decided.decision.effect.as_str());
+        if !decided.decision.is_allowed() {
+            return Err(Refusal::for_deny(&decided.decision));
         }
+        let texts = decided.texts;
         let forwarded = ForwardedContext {
-            tenant,
+            tenant: decided.request.tenant,
             principal: texts.principal,
             acting_for: texts.acting_for,
             action: texts.action,
             resource: texts.resource,
-            decision_id,
-            trace_id: trace_id(ctx),
+            decision_id: decided.id,
+            trace_id: origin.trace_id,
             mfa: principal.mfa,
+            source_ip: origin.client_ip,
         };
         let signed = self
             .signer
@@ -392,7 +360,7 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Answers a call to the decision API ([`pdp_api`]) for an identified caller.
+    /// Answers a call to the decision API ([`decision_api`]) for an identified caller.
     async fn serve_api(
         &self,
         session: &mut Session,
@@ -406,8 +374,8 @@ impl Gateway {
                 "a share link cannot use the decision API",
             ));
         }
-        let body = read_body(session, pdp_api::MAX_BODY_BYTES).await?;
-        let caller = pdp_api::Caller {
+        let body = read_body(session, decision_api::MAX_BODY_BYTES).await?;
+        let caller = decision_api::Caller {
             tenant,
             principal,
             client_ip: client_ip(session),
@@ -435,119 +403,6 @@ impl Gateway {
     }
 }
 
-impl Gateway {
-    /// Audits a request refused before any decision could be made (e.g. a tenant mismatch).
-    fn audit_refusal(
-        &self,
-        session: &Session,
-        ctx: &RequestState,
-        tenant: &TenantId,
-        principal: &Principal,
-        code: &str,
-    ) {
-        let bundle = self.pdp.bundle().snapshot();
-        self.audit.record(AuditRecord {
-            // Each tenant's copy is its own record: ids are unique across the log.
-            id: new_decision_id(),
-            time_us: now_us(),
-            trace_id: trace_id(ctx),
-            tenant: tenant.clone(),
-            principal: principal.uid.to_string(),
-            acting_for: principal.acting_for.as_ref().map(ToString::to_string),
-            action: String::new(),
-            resource: String::new(),
-            decision: "deny".into(),
-            determining_policies: Vec::new(),
-            errors: vec![code.to_string()],
-            bundle_version: bundle.id().version.to_string(),
-            bundle_hash: bundle.id().hash.to_string(),
-            latency_us: 0,
-            client_ip: client_ip(session),
-            route: session.req_header().uri.path().to_string(),
-            asked_by: None,
-        });
-    }
-}
-
-/// A request's uids as text: formatted once per decision, for the log line, the audit
-/// record and the forwarded context.
-#[derive(Debug, Clone)]
-pub(crate) struct UidTexts {
-    pub(crate) principal: String,
-    pub(crate) acting_for: Option<String>,
-    pub(crate) action: String,
-    pub(crate) resource: String,
-}
-
-impl UidTexts {
-    pub(crate) fn of(request: &AccessRequest) -> Self {
-        Self {
-            principal: request.principal.to_string(),
-            acting_for: request.acting_for.as_ref().map(ToString::to_string),
-            action: request.action.to_string(),
-            resource: request.resource.to_string(),
-        }
-    }
-}
-
-/// Audits a decision and counts it (by tenant and effect) with its latency: every
-/// decision, the gateway's or an adapter's further one, goes through here.
-pub(crate) fn audit_and_count(audit: &AuditWriter, decision: &Decision, record: AuditRecord) {
-    let tenant = record.tenant.as_str();
-    metrics::DECISIONS
-        .with_label_values(&[tenant, decision.effect.as_str()])
-        .inc();
-    metrics::DECISION_SECONDS
-        .with_label_values(&[tenant])
-        .observe(decision.elapsed.as_secs_f64());
-    audit.record(record);
-}
-
-/// The audit record of `decision` in `tenant` on the request named by `texts`.
-pub(crate) fn decision_record(
-    tenant: &TenantId,
-    texts: UidTexts,
-    decision: &Decision,
-    id: String,
-    trace_id: String,
-    client_ip: Option<String>,
-    route: &str,
-) -> AuditRecord {
-    AuditRecord {
-        id,
-        time_us: now_us(),
-        trace_id,
-        tenant: tenant.clone(),
-        principal: texts.principal,
-        // The user an agent acts for, as the caller claimed it or the decision found it.
-        acting_for: texts.acting_for.or_else(|| {
-            let delegation = decision.delegation.as_ref();
-            delegation.map(|d| d.user.principal.clone())
-        }),
-        action: texts.action,
-        resource: texts.resource,
-        decision: decision.effect.as_str().into(),
-        determining_policies: decision.determining_policies.clone(),
-        errors: decision
-            .errors
-            .iter()
-            .map(|e| format!("{}: {e}", e.code()))
-            .collect(),
-        bundle_version: decision.bundle.version.to_string(),
-        bundle_hash: decision.bundle.hash.to_string(),
-        latency_us: decision.elapsed.as_micros() as u64,
-        client_ip,
-        route: route.to_string(),
-        asked_by: None,
-    }
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 fn trace_id(ctx: &RequestState) -> String {
     ctx.trace
         .as_ref()
@@ -562,72 +417,6 @@ fn client_ip(session: &Session) -> Option<String> {
         .map(|a| a.ip().to_string())
 }
 
-/// The request for the decision point. The context carries only what the gateway
-/// established itself: MFA from the token, the client address.
-fn access_request(
-    session: &Session,
-    tenant: &TenantId,
-    principal: &Principal,
-    action: cedar_policy::EntityUid,
-    resource: cedar_policy::EntityUid,
-) -> AccessRequest {
-    let mut context = serde_json::Map::new();
-    context.insert("mfa".into(), Value::Bool(principal.mfa));
-    if let Some(ip) = client_ip(session) {
-        context.insert("source_ip".into(), Value::String(ip));
-    }
-    AccessRequest {
-        tenant: tenant.clone(),
-        principal: principal.uid.clone(),
-        action,
-        resource,
-        acting_for: principal.acting_for.clone(),
-        context,
-    }
-}
-
-/// A deny: 503 when the decision point could not decide (fail closed), 403 otherwise.
-fn refusal_for(decision: &Decision) -> Refusal {
-    if decision.is_unavailable() {
-        return Refusal::new(
-            503,
-            "decision_unavailable",
-            "the decision point cannot decide right now",
-        );
-    }
-    let suspended = decision
-        .determining_policies
-        .iter()
-        .any(|p| p == "tenant-suspended");
-    let code = match decision.errors.first() {
-        None if suspended => "tenant_suspended",
-        None => "forbidden",
-        Some(e) => e.code(),
-    };
-    Refusal::new(403, code, "the request is not allowed")
-}
-
-/// A time-ordered, unique decision id (UUIDv7 layout: 48 bits of milliseconds, then random).
-pub(crate) fn new_decision_id() -> String {
-    let millis = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let random: u128 = rand::random();
-    let value = (u128::from(millis) << 80)
-        | (0x7 << 76)
-        | (random & 0x0fff_3fff_ffff_ffff_ffff)
-        | (0x8 << 60);
-    let hex = format!("{value:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
-}
-
 fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
     session
         .req_header()
@@ -640,12 +429,8 @@ fn header<'s>(session: &'s Session, name: &str) -> Option<&'s str> {
 /// client's `X-Request-ID`; a 401 says the scheme it wants (`WWW-Authenticate`).
 async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal) -> Result<bool> {
     ctx.code = Some(refusal.code);
-    let body = json!({ "error": {
-        "code": refusal.code,
-        "message": refusal.message,
-        "decision_id": ctx.decision_id,
-        "trace_id": ctx.trace.as_ref().map(|t| t.trace_id.clone()),
-    }});
+    let trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str());
+    let body = refusal.request_body(ctx.decision_id.as_deref(), trace_id);
     let request_id = header(session, "x-request-id").map(str::to_string);
     respond_with(
         session,
@@ -726,20 +511,4 @@ async fn respond_with(
         .write_response_header(Box::new(response), false)
         .await?;
     session.write_response_body(Some(body), true).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decision_ids_are_uuid_v7_and_ordered() {
-        let a = new_decision_id();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let b = new_decision_id();
-        assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "7", "{a}");
-        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"), "{a}");
-        assert!(a < b);
-    }
 }

@@ -294,6 +294,7 @@ fn context(tenant: &str, action: &str, resource: &str, decision_id: &str) -> For
         decision_id: decision_id.to_string(),
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         mfa: false,
+        source_ip: None,
     }
 }
 

@@ -186,10 +186,7 @@ fn serialize_bundle<S: serde::Serializer>(b: &BundleId, s: S) -> Result<S::Ok, S
 }
 
 fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    let micros = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    s.serialize_u128(micros)
+    s.serialize_i64(gatehouse_core::time::unix_micros(*t))
 }
 
 fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -1,14 +1,12 @@
 //! The decision itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Request, Response,
+    AuthorizationError, Authorizer, Context, Entities, Entity, EntityUid, Request, Response,
 };
-use gatehouse_core::TenantId;
 use gatehouse_core::filter::Filter;
 use serde_json::{Map, Value, json};
 
@@ -54,7 +52,7 @@ impl Pdp {
         let uids = vec![
             request.principal.clone(),
             request.resource.clone(),
-            tenant_uid(&request.tenant),
+            crate::uid::tenant(&request.tenant),
         ];
         match load_with_delegating_user(store, request, uids).await {
             Ok(entities) => self.evaluate(&bundle, request, &entities, started),
@@ -77,7 +75,10 @@ impl Pdp {
     ) -> Result<ResourceFilter, StoreError> {
         let bundle = self.bundle.snapshot();
         let request = query.as_access_request();
-        let uids = vec![request.principal.clone(), tenant_uid(&request.tenant)];
+        let uids = vec![
+            request.principal.clone(),
+            crate::uid::tenant(&request.tenant),
+        ];
         let entities = load_with_delegating_user(store, &request, uids).await?;
         Ok(self.filter_with_entities(&bundle, query, &request, &entities))
     }
@@ -342,7 +343,7 @@ fn check_principals(
     request: &AccessRequest,
     entities: &Entities,
 ) -> Result<Option<EntityUid>, DecisionError> {
-    let tenant = tenant_uid(&request.tenant);
+    let tenant = crate::uid::tenant(&request.tenant);
     let principal =
         entities
             .get(&request.principal)
@@ -456,22 +457,14 @@ fn delegating_user(entities: &Entities, principal: &EntityUid) -> Option<EntityU
         .and_then(|agent| entity_attr(agent, "acts_for"))
 }
 
-/// The `Tenant` entity of a tenant id.
-pub(crate) fn tenant_uid(tenant: &TenantId) -> EntityUid {
-    // Parsing a type name runs Cedar's parser: do it once.
-    static TENANT_TYPE: LazyLock<EntityTypeName> =
-        LazyLock::new(|| "Tenant".parse().expect("`Tenant` is a valid type name"));
-    EntityUid::from_type_name_and_id(TENANT_TYPE.clone(), EntityId::new(tenant.as_str()))
-}
-
 fn entity_json(uid: &EntityUid) -> Value {
     json!({ "__entity": { "type": uid.type_name().to_string(), "id": uid.id().unescaped() } })
 }
 
 /// Formats a time as RFC 3339 in UTC, to the second.
 fn rfc3339_utc(t: SystemTime) -> String {
-    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    gatehouse_core::time::format_rfc3339(since.as_secs() as i64)
+    let seconds = gatehouse_core::time::unix_seconds(t);
+    gatehouse_core::time::format_rfc3339(i64::try_from(seconds).unwrap_or(i64::MAX))
 }
 
 /// Loads `uids` (with their ancestors) and, for an agent, the user it acts for.

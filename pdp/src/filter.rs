@@ -62,6 +62,20 @@ pub enum ResourceFilter {
     },
 }
 
+impl From<crate::AccessRequest> for ResourceQuery {
+    /// The same question about every resource of the request's resource type.
+    fn from(request: crate::AccessRequest) -> Self {
+        Self {
+            resource_type: request.resource.type_name().clone(),
+            tenant: request.tenant,
+            principal: request.principal,
+            action: request.action,
+            acting_for: request.acting_for,
+            context: request.context,
+        }
+    }
+}
+
 impl ResourceQuery {
     /// The same question as an [`crate::AccessRequest`] about a placeholder resource of
     /// the type (to reuse the decision point's checks of principals and contexts).
@@ -165,7 +179,7 @@ pub(crate) fn leg_filter(
 /// store may hand over far more, such as a whole tenant, and converting entities costs
 /// time in proportion to their number).
 fn slice(entities: &Entities, principal: &EntityUid, tenant: &TenantId) -> Entities {
-    let roots = [principal.clone(), crate::engine::tenant_uid(tenant)];
+    let roots = [principal.clone(), crate::uid::tenant(tenant)];
     let mut wanted: Vec<Entity> = Vec::new();
     for root in &roots {
         let ancestors = entities.ancestors(root).into_iter().flatten();

@@ -9,7 +9,7 @@
 //! - [`CurrentBundle`]: the bundle that decides right now, swapped atomically on reload;
 //!   a refused bundle leaves the previous one serving.
 //! - [`AccessRequest`]: who (a user, an agent, a share link) wants to do what to which
-//!   resource, in which tenant and context.
+//!   resource, in which tenant and context; its uids are built with [`uid`].
 //! - [`EntityStore`]: where the principal, the resource and their ancestors come from;
 //!   [`MemoryStore`] keeps them in memory.
 //! - [`Pdp`]: decides. A request by an agent is decided twice, for the agent and for the
@@ -28,6 +28,7 @@ mod filter;
 mod request;
 mod slices;
 mod store;
+pub mod uid;
 
 pub use bundle::{Bundle, BundleError, BundleId, Manifest, PolicySource, Problem};
 pub use current::CurrentBundle;

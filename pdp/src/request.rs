@@ -1,10 +1,10 @@
 //! What is asked of the decision point.
 
-use std::str::FromStr;
-
 use cedar_policy::EntityUid;
 use gatehouse_core::TenantId;
 use serde_json::{Map, Value};
+
+use crate::uid;
 
 /// One authorization question: may `principal` do `action` to `resource`, in `tenant`?
 ///
@@ -31,6 +31,12 @@ pub struct AccessRequest {
 /// Why a request could not even be put to the policies.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
+    /// An entity type name that does not parse.
+    #[error("not a Cedar entity type: {value:?}")]
+    BadType {
+        /// The text given.
+        value: String,
+    },
     /// An entity uid that does not parse, e.g. `User::alice` without quotes.
     #[error("{field}: not a Cedar entity uid: {value:?}")]
     BadUid {
@@ -42,6 +48,44 @@ pub enum RequestError {
 }
 
 impl AccessRequest {
+    /// May `principal` do `action` to `resource` in `tenant`: no delegation, an empty
+    /// context (the decision point's defaults).
+    pub fn new(
+        tenant: TenantId,
+        principal: EntityUid,
+        action: EntityUid,
+        resource: EntityUid,
+    ) -> Self {
+        Self {
+            tenant,
+            principal,
+            action,
+            resource,
+            acting_for: None,
+            context: Map::new(),
+        }
+    }
+
+    /// For an agent's request: the user its credential says it acts for.
+    pub fn acting_for(mut self, user: Option<EntityUid>) -> Self {
+        self.acting_for = user;
+        self
+    }
+
+    /// What the caller's own credential established, in place of anything the context
+    /// said: whether the session passed MFA, and the client's address (removed when
+    /// unknown, so a context cannot claim one).
+    pub fn established(mut self, mfa: bool, source_ip: Option<&str>) -> Self {
+        self.context.insert("mfa".into(), Value::Bool(mfa));
+        match source_ip {
+            Some(ip) => self
+                .context
+                .insert("source_ip".into(), Value::String(ip.into())),
+            None => self.context.remove("source_ip"),
+        };
+        self
+    }
+
     /// Builds a request from Cedar uid strings; `action` may be the bare action id
     /// (`document:read`) or the full uid (`Action::"document:read"`).
     ///
@@ -53,39 +97,17 @@ impl AccessRequest {
         action: &str,
         resource: &str,
     ) -> Result<Self, RequestError> {
-        Ok(Self {
+        Ok(Self::new(
             tenant,
-            principal: parse_uid("principal", principal)?,
-            action: parse_action(action)?,
-            resource: parse_uid("resource", resource)?,
-            acting_for: None,
-            context: Map::new(),
-        })
+            uid::parse("principal", principal)?,
+            uid::parse_action(action)?,
+            uid::parse("resource", resource)?,
+        ))
     }
 
     /// Sets the context (a JSON object).
     pub fn with_context(mut self, context: Map<String, Value>) -> Self {
         self.context = context;
         self
-    }
-}
-
-/// Parses an entity uid such as `User::"alice"`.
-///
-/// # Errors
-/// [`RequestError::BadUid`] naming `field`.
-pub(crate) fn parse_uid(field: &'static str, value: &str) -> Result<EntityUid, RequestError> {
-    EntityUid::from_str(value).map_err(|_| RequestError::BadUid {
-        field,
-        value: value.to_string(),
-    })
-}
-
-/// Parses an action given as `document:read` or `Action::"document:read"`.
-pub(crate) fn parse_action(value: &str) -> Result<EntityUid, RequestError> {
-    if value.contains("::") {
-        parse_uid("action", value)
-    } else {
-        parse_uid("action", &format!("Action::{value:?}"))
     }
 }

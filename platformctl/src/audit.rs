@@ -109,7 +109,7 @@ pub fn run(command: AuditCommand) -> u8 {
                     if a.contains("::") {
                         a
                     } else {
-                        format!("Action::{a:?}")
+                        gatehouse_core::uid::uid_text("Action", &a)
                     }
                 });
                 let query = AuditQuery {

@@ -123,8 +123,8 @@ impl AdapterError {
 
 impl IntoResponse for AdapterError {
     fn into_response(self) -> Response {
-        let body =
-            serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } });
+        let message = self.to_string();
+        let body = gatehouse_core::error::ErrorBody::new(self.code(), &message);
         (self.status(), Json(body)).into_response()
     }
 }

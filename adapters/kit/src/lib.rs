@@ -11,6 +11,6 @@ mod context;
 mod decider;
 mod error;
 
-pub use context::{Call, ContextGuard, entity_uid};
+pub use context::{Call, ContextGuard};
 pub use decider::{Decider, FilterEvent};
 pub use error::AdapterError;

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::TenantTx;
 use crate::bulk::{self, Items, Operation, Outcome};
 use crate::comments::{self, Comment};
 use crate::documents::{self, Document, DocumentChange, NewDocument, Scope};
@@ -24,6 +23,7 @@ use crate::input::{self, PageQuery};
 use crate::listing::{self, ReadableDocuments};
 use crate::memory::{self, MemoryItem, NewItem};
 use crate::shares::{self, Grantee, NewLink, Share};
+use gatehouse_adapter_sql::TenantTx;
 
 /// The adapter's state: the database (as the application role), the context guard, and
 /// the decision point for what a call touches beyond its own resource.

@@ -4,8 +4,8 @@
 use gatehouse_adapter_kit::{AdapterError, Call, Decider};
 use serde::{Deserialize, Serialize};
 
-use crate::TenantTx;
 use crate::{documents, folders};
+use gatehouse_adapter_sql::TenantTx;
 
 /// The most items one bulk call takes.
 pub const MAX_ITEMS: usize = 100;

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 use gatehouse_adapter_kit::AdapterError;
 use serde::Serialize;
 
-use crate::TenantTx;
 use crate::documents;
 use crate::input::Page;
+use gatehouse_adapter_sql::TenantTx;
 
 /// A comment as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

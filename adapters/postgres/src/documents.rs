@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::TenantTx;
 use crate::entities;
-use crate::filter::RowFilter;
 use crate::folders;
 use crate::input::{self, Page};
+use gatehouse_adapter_sql::TenantTx;
+use gatehouse_adapter_sql::rows::RowFilter;
 
 /// A document as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -298,7 +298,8 @@ async fn push_conditions(
             sql.push(" AND folder_id = ").push_bind(id.clone());
         }
         Scope::Under(id) => {
-            let (lower, upper) = folders::subtree(&folders::path(tx, id).await?);
+            let (lower, upper) =
+                gatehouse_adapter_sql::rows::subtree(&folders::path(tx, id).await?);
             sql.push(" AND path ~>=~ ")
                 .push_bind(lower)
                 .push(" AND path ~<~ ")

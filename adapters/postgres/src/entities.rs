@@ -5,7 +5,7 @@
 use gatehouse_adapter_kit::AdapterError;
 use serde_json::{Value, json};
 
-use crate::TenantTx;
+use gatehouse_adapter_sql::TenantTx;
 
 /// A reference to an entity in Cedar's JSON entity format.
 pub fn entity_ref(entity_type: &str, id: &str) -> Value {

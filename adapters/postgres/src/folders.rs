@@ -10,9 +10,10 @@ use gatehouse_adapter_kit::AdapterError;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::TenantTx;
 use crate::entities;
 use crate::input::Page;
+use gatehouse_adapter_sql::TenantTx;
+use gatehouse_adapter_sql::rows::subtree;
 
 /// A folder as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -205,33 +206,4 @@ pub async fn children(
     .fetch_all(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))
-}
-
-/// The bounds of every path that starts with `path` (which ends with `/`): from `path`
-/// itself up to, not including, the same with its final `/` replaced by the next
-/// character, `0`.
-pub fn subtree(path: &str) -> (String, String) {
-    let stem = path.strip_suffix('/').unwrap_or(path);
-    (path.to_string(), format!("{stem}0"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_subtree_is_the_paths_with_its_prefix() {
-        let (lower, upper) = super::subtree("/a_b/c%d/");
-        assert_eq!((lower.as_str(), upper.as_str()), ("/a_b/c%d/", "/a_b/c%d0"));
-        for inside in ["/a_b/c%d/", "/a_b/c%d/x/", "/a_b/c%d/~~~/"] {
-            assert!(
-                lower.as_str() <= inside && inside < upper.as_str(),
-                "{inside}"
-            );
-        }
-        for outside in ["/a_b/c%d", "/a_b/c%dx/", "/a_b/c%e/", "/a_b/c%d0/"] {
-            assert!(
-                !(lower.as_str() <= outside && outside < upper.as_str()),
-                "{outside}"
-            );
-        }
-    }
 }

@@ -4,7 +4,7 @@
 //!
 //! Every handler follows the same steps: admit the call (the gateway's signed context,
 //! for exactly this action and resource: [`gatehouse_adapter_kit::ContextGuard`]), open a
-//! transaction scoped to the context's tenant ([`TenantTx`]: row-level security shows
+//! transaction scoped to the context's tenant ([`gatehouse_adapter_sql::TenantTx`]: row-level security shows
 //! nothing else), do the work, keep the Cedar entities the gateway decides with in step
 //! (same transaction: [`entities`]), commit. Errors are
 //! [`AdapterError`](gatehouse_adapter_kit::AdapterError)s.
@@ -14,17 +14,14 @@ mod bulk;
 mod comments;
 pub mod documents;
 pub mod entities;
-pub mod filter;
 mod folders;
 mod input;
 pub mod listing;
 pub mod memory;
 pub mod seed;
 mod shares;
-mod tx;
 
 pub use api::{DocumentsApi, router};
 pub use documents::Document;
 pub use folders::Folder;
 pub use input::Page;
-pub use tx::TenantTx;

@@ -7,31 +7,19 @@
 //! exact, never wider). Pages are also checked item by item at the configured sample rate;
 //! an item the decision point denies is withheld, audited and counted.
 
-use gatehouse_adapter_kit::{AdapterError, Call, Decider, FilterEvent};
+use gatehouse_adapter_kit::{AdapterError, Call, Decider};
+use gatehouse_adapter_sql::TenantTx;
+use gatehouse_adapter_sql::readable::{DOCUMENT, Filtering, READ, postcheck_reads, read_access};
+use gatehouse_adapter_sql::rows::RowFilter;
 use serde::Serialize;
 
-use crate::TenantTx;
 use crate::documents::{self, Document, Scope};
-use crate::filter::{self, ResolveError, RowFilter, Rows};
 use crate::input::{self, Page};
-
-const READ: &str = "document:read";
-const DOCUMENT: &str = "Document";
 /// Rows decided per round when deciding item by item.
 const CANDIDATES_PER_ROUND: i64 = 200;
 /// The most rows one page decides item by item; a page may then come back short, with a
 /// cursor to go on from.
 const MAX_CANDIDATES: usize = 2000;
-
-/// How a list was filtered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Filtering {
-    /// By the policies compiled into the query.
-    Compiled,
-    /// By a decision for each candidate row.
-    ItemByItem,
-}
 
 /// A page of documents the principal may read.
 #[derive(Debug, Serialize)]
@@ -64,59 +52,6 @@ pub async fn readable_documents(
         Some(access) => compiled(decider, call, tx, scope, &access, page, with_total).await,
         None => item_by_item(decider, call, tx, scope, page).await,
     }
-}
-
-/// The documents `call`'s principal may read, as a filter over `documents` rows; `None`
-/// when the policies cannot be compiled into one (the fallback is then reported, in the
-/// name of `adapter`) and each document must be decided on its own.
-///
-/// # Errors
-/// [`AdapterError::Unavailable`] when no filter can be made; the database's errors.
-pub async fn read_access(
-    decider: &dyn Decider,
-    call: &Call,
-    tx: &mut TenantTx,
-    adapter: &'static str,
-) -> Result<Option<RowFilter>, AdapterError> {
-    let Some(compiled) = decider.filter(call, READ, DOCUMENT).await? else {
-        return Ok(None);
-    };
-    match filter::resolve(tx, Rows::Documents, &compiled).await {
-        Ok(rows) => Ok(Some(rows)),
-        Err(ResolveError::Database(e)) => Err(e),
-        Err(ResolveError::Untranslatable(reason)) => {
-            let event = FilterEvent::Fallback { adapter, reason };
-            decider.report(call, event).await;
-            Ok(None)
-        }
-    }
-}
-
-/// Which of `ids` the principal may read, decided one by one. With `report`, each denied
-/// one is a filter mismatch (the filter had let it through): reported and audited.
-///
-/// # Errors
-/// [`AdapterError::Unavailable`] when no decision can be made.
-pub async fn postcheck_reads(
-    decider: &dyn Decider,
-    call: &Call,
-    ids: &[String],
-    report: bool,
-) -> Result<Vec<bool>, AdapterError> {
-    let permitted = decider.permitted(call, READ, DOCUMENT, ids).await?;
-    if report {
-        for (id, allowed) in ids.iter().zip(&permitted) {
-            if !allowed {
-                let event = FilterEvent::Mismatch {
-                    action: READ.into(),
-                    resource_type: DOCUMENT.into(),
-                    id: id.clone(),
-                };
-                decider.report(call, event).await;
-            }
-        }
-    }
-    Ok(permitted)
 }
 
 async fn compiled(

@@ -9,8 +9,8 @@ use gatehouse_adapter_kit::AdapterError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::TenantTx;
 use crate::input::Page;
+use gatehouse_adapter_sql::TenantTx;
 
 /// One remembered item.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

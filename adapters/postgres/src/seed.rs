@@ -114,7 +114,7 @@ async fn import_shares(
         .filter_map(|p| p["id"].as_str());
     let mut written = 0;
     for node in grants {
-        let Some((kind, grantee, role)) = crate::filter::grant_parts(node) else {
+        let Some((kind, grantee, role)) = gatehouse_adapter_sql::rows::grant_parts(node) else {
             continue;
         };
         sqlx::query(

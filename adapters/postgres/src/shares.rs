@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::TenantTx;
 use crate::entities;
+use gatehouse_adapter_sql::TenantTx;
 
 /// A grant as the API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

@@ -17,9 +17,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider, FilterEvent};
-use gatehouse_adapter_pg::TenantTx;
-use gatehouse_adapter_pg::filter::RowFilter;
-use gatehouse_adapter_pg::listing::{Filtering, postcheck_reads, read_access};
+use gatehouse_adapter_sql::TenantTx;
+use gatehouse_adapter_sql::readable::{Filtering, postcheck_reads, read_access};
+use gatehouse_adapter_sql::rows::RowFilter;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 

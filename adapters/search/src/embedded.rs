@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gatehouse_adapter_pg::filter::RowFilter;
+use gatehouse_adapter_sql::rows::RowFilter;
 use gatehouse_core::TenantId;
 use serde_json::json;
 use tantivy::aggregation::AggregationCollector;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gatehouse_adapter_pg::filter::RowFilter;
+use gatehouse_adapter_sql::rows::RowFilter;
 use gatehouse_core::TenantId;
 use serde::Serialize;
 

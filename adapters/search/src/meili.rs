@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use gatehouse_adapter_pg::filter::RowFilter;
+use gatehouse_adapter_sql::rows::RowFilter;
 use gatehouse_core::TenantId;
 use meilisearch_sdk::client::Client;
 use meilisearch_sdk::documents::DocumentDeletionQuery;

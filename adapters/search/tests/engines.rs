@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gatehouse_adapter_pg::filter::{RowFilter, Subtree};
 use gatehouse_adapter_search::{
     EmbeddedIndex, IndexedDocument, MeiliIndex, SearchIndex, SearchQuery, Sort,
 };
+use gatehouse_adapter_sql::rows::{RowFilter, Subtree};
 use gatehouse_core::TenantId;
 
 fn tenant(name: &str) -> TenantId {

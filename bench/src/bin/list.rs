@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cedar_policy::Entities;
+use gatehouse_adapter_pg::Page;
 use gatehouse_adapter_pg::documents::{Scope, listed};
-use gatehouse_adapter_pg::filter::{ResolveError, Rows, resolve};
-use gatehouse_adapter_pg::{Page, TenantTx};
+use gatehouse_adapter_sql::TenantTx;
+use gatehouse_adapter_sql::rows::{ResolveError, Rows, resolve};
 use gatehouse_bench::percentile;
 use gatehouse_core::TenantId;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp, ResourceFilter, ResourceQuery};

@@ -5,7 +5,7 @@
 //!   pingora-passthrough <listen address> <upstream address> [threads]
 
 use async_trait::async_trait;
-use gatehouse_gateway::server::add_proxy_workers;
+use gatehouse_gateway::add_proxy_workers;
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::Server;

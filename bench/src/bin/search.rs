@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use gatehouse_adapter_pg::filter::{RowFilter, Subtree};
 use gatehouse_adapter_search::{EmbeddedIndex, IndexedDocument, SearchIndex, SearchQuery, Sort};
+use gatehouse_adapter_sql::rows::{RowFilter, Subtree};
 use gatehouse_bench::percentile;
 use gatehouse_core::TenantId;
 use rand::rngs::SmallRng;
@@ -248,7 +248,7 @@ fn queries(n: usize) -> Vec<(&'static str, Vec<SearchQuery>)> {
     ]
 }
 
-/// What a grantee's read policy resolves to (see `gatehouse_adapter_pg::filter`).
+/// What a grantee's read policy resolves to (see `gatehouse_adapter_sql::rows`).
 fn grantee_access(i: usize) -> RowFilter {
     let subtree = |id: String| Subtree {
         path: format!("/{id}/"),

@@ -7,7 +7,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::json;
 
-use crate::tiny_http::{Answer, serve};
+use crate::runtime::tiny_http::{Answer, serve};
 
 /// The echo upstream.
 pub struct EchoUpstream {

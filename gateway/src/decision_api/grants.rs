@@ -4,12 +4,13 @@
 //! grant changes or expires; the decision point still decides every request of the agent
 //! for its user too, so no grant lifts an agent above its user.
 
-use cedar_policy::{EntityId, EntityUid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use super::{ApiError, Caller, PdpApi, Reply, database, parse, type_name};
+use gatehouse_pdp::uid;
+
+use super::{ApiError, Caller, DecisionApi, Reply, database, parse};
 
 /// The capabilities the policies know (`Capability::"view"` and so on).
 const CAPABILITIES: [&str; 3] = ["view", "edit", "manage"];
@@ -44,7 +45,7 @@ impl<'p> GrantPath<'p> {
     }
 }
 
-impl PdpApi {
+impl DecisionApi {
     /// Lists, grants or revokes.
     pub(super) async fn grants(
         &self,
@@ -64,7 +65,8 @@ impl PdpApi {
                 "grants take GET and POST; a grant takes DELETE",
             ));
         }
-        let agent = EntityUid::from_type_name_and_id(type_name("Agent"), EntityId::new(path.agent));
+        let agent = uid::entity("Agent", path.agent)
+            .map_err(|_| ApiError::bad("bad_agent", "not an agent id"))?;
         let pool = self.writable_pool().await?;
         self.permitted(caller, "agent:grant", agent).await?;
         let mut tx = gatehouse_schemas::tenant_tx(pool, &caller.tenant)

@@ -1,33 +1,34 @@
 //! Building the gateway from its configuration and running it under Pingora.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
-use async_trait::async_trait;
 use cedar_policy::Entities;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_pdp::{Bundle, CurrentBundle, MemoryStore, Pdp};
 use pingora::listeners::TcpSocketOptions;
 use pingora::proxy::{ProxyHttp, http_proxy_service_with_name};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownWatch};
-use pingora::services::background::{BackgroundService, background_service};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 
 use gatehouse_audit::AuditWriter;
 
-use crate::adapters::{AdapterService, BlobSetup, PdpDecider};
-use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig, resolve_secret};
-use crate::database::{AuditService, Database, drain_spool_after_shutdown};
-use crate::echo::EchoUpstream;
-use crate::entities::{ChangeListener, PgEntityStore};
-use crate::identity::Authenticator;
+use crate::authorize::Authorizer;
+use crate::authorize::adapters::AdapterDecider;
+use crate::config::{Config, ContextAlgorithm, EntitySource, ForwardingConfig};
+use crate::decision_api::DecisionApi;
+use crate::edge::admission::Tenants;
+use crate::edge::identity::Authenticator;
+use crate::edge::routes::Routes;
 use crate::metrics::MetricsEndpoint;
-use crate::pdp_api::PdpApi;
-use crate::proxy::{Gateway, Store, Worker};
-use crate::routes::Routes;
-use crate::tenants::Tenants;
+use crate::proxy::{Gateway, ProxyWorker};
+use crate::runtime::adapters::{AdapterService, BlobSetup};
+use crate::runtime::database::{AuditService, Database, drain_spool_after_shutdown};
+use crate::runtime::echo::EchoUpstream;
+use crate::runtime::entity_store::{ChangeListener, PgEntityStore, Store};
+use crate::runtime::reload::BundleReloader;
 
 /// Builds the gateway's shared state: loads and validates the bundle and the entities,
 /// compiles routes and keys. Nothing is served if any of it fails. With PostgreSQL as the
@@ -40,9 +41,7 @@ pub fn build(
     audit: AuditWriter,
     database: Option<&Database>,
 ) -> anyhow::Result<Gateway> {
-    let bundle = Arc::new(CurrentBundle::new(
-        Bundle::load(&config.policy.bundle).map_err(|e| anyhow::anyhow!("{e}"))?,
-    ));
+    let bundle = Arc::new(CurrentBundle::new(Bundle::load(&config.policy.bundle)?));
     let (store, tenants) = match (config.entities.source, database) {
         (EntitySource::File, _) => {
             let file = config
@@ -79,20 +78,17 @@ pub fn build(
         &config.tenancy.tenant_claim,
         &config.api_keys,
     )?;
-    let routes = Routes::compile(&config.routes, &config.upstreams).map_err(anyhow::Error::msg)?;
+    let routes = Routes::compile(&config.routes, &config.upstreams)?;
     let signer = context_signer(&config.forwarding)?;
-    let pdp = Arc::new(Pdp::new(bundle));
-    let api = PdpApi::new(pdp.clone(), store.clone(), audit.clone());
+    let authorizer = Authorizer::new(Arc::new(Pdp::new(bundle)), store, audit);
     Ok(Gateway {
-        pdp,
-        store,
+        api: DecisionApi::new(authorizer.clone()),
+        authorizer,
         auth,
         routes,
         base_domain: config.tenancy.base_domain.clone(),
         signer,
-        audit,
         tenants: Arc::new(tenants),
-        api,
     })
 }
 
@@ -101,15 +97,36 @@ fn context_signer(config: &ForwardingConfig) -> anyhow::Result<ContextSigner> {
     Ok(
         match (config.algorithm, &config.signing_key, &config.shared_secret) {
             (ContextAlgorithm::EdDSA, Some(key), _) => {
-                ContextSigner::from_pem(&resolve_secret(key)?, lifetime)?
+                ContextSigner::from_pem(key.expose(), lifetime)?
             }
             (ContextAlgorithm::EdDSA, None, _) => ContextSigner::generate(lifetime)?,
             (ContextAlgorithm::HS256, _, Some(secret)) => {
-                ContextSigner::from_secret(resolve_secret(secret)?.as_bytes(), lifetime)?
+                ContextSigner::from_secret(secret.expose().as_bytes(), lifetime)?
             }
             (ContextAlgorithm::HS256, _, None) => ContextSigner::generate_secret(lifetime),
         },
     )
+}
+
+/// Checks a configuration: its bundle, its entities (in PostgreSQL, migrating an empty
+/// database) and everything [`build`] compiles; returns the bundle it would serve.
+///
+/// # Errors
+/// What could not be loaded, with its file.
+pub fn check(config: &Config) -> anyhow::Result<String> {
+    let (audit, _queue) = AuditWriter::channel();
+    let database = match config.entities.source {
+        EntitySource::Postgres => Some(Database::prepare(&config.database, None)?),
+        EntitySource::File => None,
+    };
+    let gateway = build(config, audit, database.as_ref())?;
+    Ok(gateway
+        .authorizer
+        .pdp()
+        .bundle()
+        .snapshot()
+        .id()
+        .to_string())
 }
 
 /// Runs the gateway until SIGTERM (graceful) or SIGINT.
@@ -121,7 +138,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (audit, queue) = AuditWriter::channel();
     let database = Database::prepare(&config.database, seed(&config)?.as_deref())?;
     let gateway = build(&config, audit, Some(&database))?;
-    if let Store::Postgres(store) = &gateway.store {
+    if let Store::Postgres(store) = gateway.authorizer.store() {
         changes = Some(ChangeListener {
             store: store.clone(),
             tenants: gateway.tenants.clone(),
@@ -131,7 +148,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         target: "gatehouse::server",
         listen = %config.server.listen,
-        bundle = %gateway.pdp.bundle().snapshot().id(),
+        bundle = %gateway.authorizer.pdp().bundle().snapshot().id(),
         context_algorithm = gateway.signer.algorithm(),
         context_public_key = gateway.signer.public_key_pem(),
         "starting"
@@ -159,7 +176,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
         let reloader = BundleReloader {
-            pdp: gateway.pdp.clone(),
+            pdp: gateway.authorizer.pdp().clone(),
             dir: config.policy.bundle.clone(),
             every: Duration::from_secs(config.policy.reload_interval_seconds),
         };
@@ -173,13 +190,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(adapter) = &config.adapters.documents {
         let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
-        let decider = Arc::new(PdpDecider {
-            pdp: gateway.pdp.clone(),
-            store: gateway.store.clone(),
-            audit: gateway.audit.clone(),
-            route: "adapter:documents",
-            postcheck_sample_rate: config.adapters.postcheck_sample_rate,
-        });
+        let decider = Arc::new(AdapterDecider::new(
+            gateway.authorizer.clone(),
+            "adapter:documents",
+            config.adapters.postcheck_sample_rate,
+        ));
         let documents = AdapterService::documents(
             &adapter.listen,
             &database.app_url,
@@ -206,13 +221,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(search) = &config.adapters.search {
         let lifetime = Duration::from_secs(config.forwarding.context_lifetime_seconds);
-        let decider = Arc::new(PdpDecider {
-            pdp: gateway.pdp.clone(),
-            store: gateway.store.clone(),
-            audit: gateway.audit.clone(),
-            route: "adapter:search",
-            postcheck_sample_rate: config.adapters.postcheck_sample_rate,
-        });
+        let decider = Arc::new(AdapterDecider::new(
+            gateway.authorizer.clone(),
+            "adapter:search",
+            config.adapters.postcheck_sample_rate,
+        ));
         let adapter = AdapterService::search(
             search,
             blob_setup.as_ref(),
@@ -230,7 +243,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         };
         server.add_service(background_service("demo echo upstream", echo));
     }
-    let worker = Worker(Arc::new(gateway));
+    let worker = ProxyWorker(Arc::new(gateway));
     add_proxy_workers(
         &mut server,
         &worker,
@@ -247,7 +260,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Adds `app` as `threads` single-threaded proxy services ("workers"), each with its own
 /// listening socket on `listen` (`SO_REUSEPORT`; the kernel spreads connections over
-/// them) and so its own upstream connection pool. See [`Worker`] for why.
+/// them) and so its own upstream connection pool. See [`ProxyWorker`] for why.
 pub fn add_proxy_workers<SV>(server: &mut Server, app: &SV, listen: &str, threads: usize)
 where
     SV: ProxyHttp + Clone + Send + Sync + 'static,
@@ -288,60 +301,12 @@ fn seed(config: &Config) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// Reloads the bundle when its files change; a refused bundle leaves the current one.
-struct BundleReloader {
-    pdp: Arc<Pdp>,
-    dir: PathBuf,
-    every: Duration,
-}
-
-#[async_trait]
-impl BackgroundService for BundleReloader {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut seen = fingerprint(&self.dir);
-        let mut tick = tokio::time::interval(self.every);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                _ = tick.tick() => {}
-            }
-            let now = fingerprint(&self.dir);
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            match self.pdp.bundle().reload(&self.dir) {
-                Ok(id) => tracing::info!(target: "gatehouse::bundle", bundle = %id, "reloaded"),
-                Err(e) => {
-                    tracing::error!(target: "gatehouse::bundle", error = %e, "refused a new bundle; the previous one keeps serving")
-                }
-            }
-        }
-    }
-}
-
-/// Names, sizes and modification times of the bundle's files and of the schema beside it.
-fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-    let mut out = Vec::new();
-    for folder in [dir.to_path_buf(), dir.join("../schemas")] {
-        let Ok(entries) = std::fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if let Ok(meta) = entry.metadata() {
-                out.push((entry.path(), meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use gatehouse_core::TenantId;
     use gatehouse_core::forwarded::{ContextVerifier, ForwardedContext};
+    use std::time::SystemTime;
 
     #[test]
     fn each_worker_spells_the_same_address_its_own_way() {
@@ -371,6 +336,7 @@ mod tests {
             decision_id: "d-1".into(),
             trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
             mfa: false,
+            source_ip: None,
         }
     }
 

@@ -19,13 +19,14 @@ use std::collections::HashMap;
 
 use gatehouse_core::TenantId;
 
-use crate::config::{AuditConfig, DatabaseConfig, resolve_secret};
-use crate::entities;
+use crate::config::{AuditConfig, DatabaseConfig};
+use crate::runtime::entity_store as entities;
 
 /// The database the gateway writes to.
 pub struct Database {
-    /// The private cluster, when no URL was configured.
-    pub cluster: Option<PgCluster>,
+    /// The private cluster, when no URL was configured: held, not read, so that it
+    /// stops when the database is dropped.
+    _cluster: Option<PgCluster>,
     /// The application role's URL.
     pub app_url: String,
     /// The tenant directory at start: tenant id to plan.
@@ -44,12 +45,11 @@ impl Database {
         let (cluster, app_url, owner_url) = match &config.url {
             Some(url) => (
                 None,
-                resolve_secret(url)?,
+                url.expose().to_string(),
                 config
                     .owner_url
-                    .as_deref()
-                    .map(resolve_secret)
-                    .transpose()?,
+                    .as_ref()
+                    .map(|owner| owner.expose().to_string()),
             ),
             None => {
                 let cluster =
@@ -102,7 +102,7 @@ impl Database {
         })?;
         let directory = directory_result;
         Ok(Self {
-            cluster,
+            _cluster: cluster,
             app_url,
             directory,
         })

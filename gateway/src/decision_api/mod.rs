@@ -15,10 +15,10 @@
 //! The caller is authenticated like any request (a token or a tenant API key) and the
 //! tenant is the caller's. Anyone may ask about themselves; asking about another principal
 //! needs `pdp:evaluate` on the tenant. Every decision answered is audited, one record per
-//! check, with the endpoint as its route.
+//! check, with the endpoint as its route, through [`crate::authorize`].
 
 mod answer;
-mod entities;
+mod entity_push;
 mod explain;
 mod grants;
 mod resolve;
@@ -28,19 +28,20 @@ mod wire;
 use std::sync::Arc;
 
 use cedar_policy::EntityUid;
-use gatehouse_audit::{AuditRecord, AuditWriter};
 use gatehouse_core::TenantId;
-use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, Pdp};
+use gatehouse_pdp::{AccessRequest, Bundle, Decision, DecisionError, uid};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::identity::Principal;
-use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
+use crate::authorize::{Authorizer, Origin};
+use crate::edge::identity::Principal;
+use crate::refusal::Refusal as ApiError;
+use crate::runtime::entity_store::Store;
 
 use answer::{authzen_json, gatehouse_json, item_error};
-pub use explain::{Reason, reason};
+use explain::{Reason, reason};
 use grants::GrantPath;
-use resolve::{action_uid, own_context, resolve, tenant_uid, type_name};
+use resolve::resolve;
 use search::Vary;
 use wire::{EvaluationIn, EvaluationsIn};
 
@@ -72,23 +73,19 @@ pub fn metadata(base: &str) -> Value {
 }
 
 /// The API: the decision point, its entities and the audit log.
-pub struct PdpApi {
-    pdp: Arc<Pdp>,
-    store: Store,
-    audit: AuditWriter,
+pub struct DecisionApi {
+    authorizer: Authorizer,
     /// Callers recently allowed to ask about others, by tenant, caller and bundle: the
     /// `pdp:evaluate` decision is made (and audited) at most once a second per caller,
     /// not once per call; every check it covers names the caller (`asked_by`).
     askers: moka::sync::Cache<(TenantId, String, Arc<str>), ()>,
 }
 
-impl PdpApi {
-    /// The API over a decision point, its entities and the audit log.
-    pub fn new(pdp: Arc<Pdp>, store: Store, audit: AuditWriter) -> Self {
+impl DecisionApi {
+    /// The API, deciding and auditing through `authorizer`.
+    pub fn new(authorizer: Authorizer) -> Self {
         Self {
-            pdp,
-            store,
-            audit,
+            authorizer,
             askers: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ASKER_TTL)
@@ -113,6 +110,20 @@ pub struct Caller {
     pub trace_id: String,
 }
 
+impl Caller {
+    /// Where a decision on `request` was asked: at `path`, by this caller (named as
+    /// `asked_by` when it asked about someone else).
+    fn origin(&self, path: &str, request: &AccessRequest) -> Origin {
+        Origin {
+            route: path.to_string(),
+            trace_id: self.trace_id.clone(),
+            client_ip: self.client_ip.clone(),
+            asked_by: (request.principal != self.principal.uid)
+                .then(|| self.principal.uid.to_string()),
+        }
+    }
+}
+
 /// An answer: a status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -125,48 +136,6 @@ pub struct Reply {
 impl Reply {
     fn ok(body: Value) -> Self {
         Self { status: 200, body }
-    }
-}
-
-/// A request the API refuses, with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// The HTTP status.
-    pub status: u16,
-    /// The stable code.
-    pub code: &'static str,
-    /// What is wrong, for a person.
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(400, code, message)
-    }
-
-    fn missing(field: &str) -> Self {
-        Self::bad("missing_field", format!("`{field}` is required"))
-    }
-
-    fn unavailable() -> Self {
-        Self::new(
-            503,
-            "decision_unavailable",
-            "the decision point cannot decide right now",
-        )
-    }
-
-    /// The JSON error body every Gatehouse error has.
-    pub fn body(&self) -> Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
     }
 }
 
@@ -196,7 +165,7 @@ enum Flavor {
 /// Whether the caller may ask about others, decided at most once per call.
 type OthersPermission = Option<Result<(), ApiError>>;
 
-impl PdpApi {
+impl DecisionApi {
     /// Answers one API call.
     pub async fn handle(&self, method: &str, path: &str, caller: &Caller, body: &[u8]) -> Reply {
         let answer = match (method, path) {
@@ -321,7 +290,7 @@ impl PdpApi {
         evaluation: EvaluationIn,
         permission: &mut OthersPermission,
     ) -> Result<Decided, ApiError> {
-        let bundle = self.pdp.bundle().snapshot();
+        let bundle = self.authorizer.pdp().bundle().snapshot();
         let subject = evaluation
             .subject
             .ok_or_else(|| ApiError::missing("subject"))?;
@@ -348,28 +317,15 @@ impl PdpApi {
         bundle: &Bundle,
         request: AccessRequest,
     ) -> Decided {
-        let decision = self.pdp.decide(&self.store, &request).await;
-        let id = self.audit(caller, path, &request, &decision);
-        let reason = reason(bundle, &request, &decision);
+        let origin = caller.origin(path, &request);
+        let decided = self.authorizer.decide(request, &origin).await;
+        let reason = reason(bundle, &decided.request, &decided.decision);
         Decided {
-            request,
-            decision,
-            id,
+            request: decided.request,
+            decision: decided.decision,
+            id: decided.id,
             reason,
         }
-    }
-
-    fn audit(
-        &self,
-        caller: &Caller,
-        path: &str,
-        request: &AccessRequest,
-        decision: &Decision,
-    ) -> String {
-        let id = new_decision_id();
-        let record = audit_record(caller, path, request, decision, id.clone());
-        audit_and_count(&self.audit, decision, record);
-        id
     }
 
     /// Anyone may ask about themselves; asking about someone else needs `pdp:evaluate` on
@@ -387,7 +343,7 @@ impl PdpApi {
         if let Some(known) = permission {
             return known.clone();
         }
-        let bundle = self.pdp.bundle().snapshot().id().hash.clone();
+        let bundle = self.authorizer.pdp().bundle().snapshot().id().hash.clone();
         let key = (
             caller.tenant.clone(),
             caller.principal.uid.to_string(),
@@ -397,7 +353,7 @@ impl PdpApi {
             return Ok(());
         }
         let answer = self
-            .permitted(caller, "pdp:evaluate", tenant_uid(&caller.tenant))
+            .permitted(caller, "pdp:evaluate", uid::tenant(&caller.tenant))
             .await
             .map(|_| ());
         if answer.is_ok() {
@@ -408,10 +364,10 @@ impl PdpApi {
     }
 }
 
-impl PdpApi {
+impl DecisionApi {
     /// The application role's pool; 409 when entities come from a file.
     async fn writable_pool(&self) -> Result<&sqlx::PgPool, ApiError> {
-        match &self.store {
+        match self.authorizer.store() {
             Store::Postgres(store) => store.pool().await.map_err(|_| ApiError::unavailable()),
             Store::Memory(_) => Err(ApiError::new(
                 409,
@@ -423,7 +379,7 @@ impl PdpApi {
 
     /// Drops the tenant's cached entities now (the database's notification follows).
     fn changed(&self, caller: &Caller) {
-        if let Store::Postgres(store) = &self.store {
+        if let Store::Postgres(store) = self.authorizer.store() {
             store.invalidate(Some(&caller.tenant));
         }
     }
@@ -436,16 +392,11 @@ impl PdpApi {
         action: &str,
         resource: EntityUid,
     ) -> Result<Permit, ApiError> {
-        let request = AccessRequest {
-            tenant: caller.tenant.clone(),
-            principal: caller.principal.uid.clone(),
-            action: action_uid(action),
-            resource,
-            acting_for: caller.principal.acting_for.clone(),
-            context: own_context(caller, Map::new()),
-        };
-        let decision = self.pdp.decide(&self.store, &request).await;
-        let id = self.audit(caller, action, &request, &decision);
+        let request = caller.own_request(uid::action(action), resource);
+        // The route names the action: the API call itself is not a route.
+        let origin = caller.origin(action, &request);
+        let decided = self.authorizer.decide(request, &origin).await;
+        let (request, decision, id) = (decided.request, decided.decision, decided.id);
         if decision.is_allowed() {
             return Ok(Permit { request, decision });
         }
@@ -539,29 +490,6 @@ impl Semantic {
             Self::PermitOnFirstPermit => allowed,
         }
     }
-}
-
-/// The audit record of `decision` on `request`, asked by `caller` at `path`.
-fn audit_record(
-    caller: &Caller,
-    path: &str,
-    request: &AccessRequest,
-    decision: &Decision,
-    id: String,
-) -> AuditRecord {
-    let mut record = decision_record(
-        &request.tenant,
-        UidTexts::of(request),
-        decision,
-        id,
-        caller.trace_id.clone(),
-        caller.client_ip.clone(),
-        path,
-    );
-    if request.principal != caller.principal.uid {
-        record.asked_by = Some(caller.principal.uid.to_string());
-    }
-    record
 }
 
 /// A database error, logged, answered as 503 (never with its text).

@@ -1,6 +1,7 @@
-//! Entities from PostgreSQL: the principal, the resource and their ancestors, read under
-//! row-level security with the tenant set per transaction, cached by tenant, and dropped
-//! from the cache when PostgreSQL says they changed (LISTEN/NOTIFY).
+//! The entities the gateway decides with ([`Store`]): from a file, in memory, or from
+//! PostgreSQL ([`PgEntityStore`]): the principal, the resource and their ancestors, read
+//! under row-level security with the tenant set per transaction, cached by tenant, and
+//! dropped from the cache when PostgreSQL says they changed (LISTEN/NOTIFY).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use cedar_policy::{Entities, EntityUid};
 use gatehouse_core::TenantId;
-use gatehouse_pdp::{CurrentBundle, EntityStore, StoreError};
+use gatehouse_pdp::{CurrentBundle, EntityStore, MemoryStore, StoreError};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde_json::{Value, json};
@@ -18,7 +19,29 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio::sync::OnceCell;
 
-use crate::tenants::Tenants;
+use crate::edge::admission::Tenants;
+
+/// The entity store the gateway decides with.
+#[derive(Clone)]
+pub enum Store {
+    /// Entities loaded from a file into memory.
+    Memory(Arc<MemoryStore>),
+    /// Entities in PostgreSQL, cached.
+    Postgres(Arc<PgEntityStore>),
+}
+
+impl EntityStore for Store {
+    async fn load(
+        &self,
+        tenant: &TenantId,
+        uids: &[EntityUid],
+    ) -> Result<Arc<Entities>, StoreError> {
+        match self {
+            Self::Memory(store) => store.load(tenant, uids).await,
+            Self::Postgres(store) => store.load(tenant, uids).await,
+        }
+    }
+}
 
 /// The channel the `entities` and `tenants` triggers notify on, with the tenant id.
 pub const CHANNEL: &str = "gatehouse_entities";

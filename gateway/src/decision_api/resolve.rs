@@ -2,8 +2,7 @@
 //! the schema, in the caller's tenant; and the context of a question about oneself.
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
-use gatehouse_core::TenantId;
-use gatehouse_pdp::{AccessRequest, Bundle};
+use gatehouse_pdp::{AccessRequest, Bundle, uid};
 use serde_json::{Map, Value};
 
 use super::wire::{ActionIn, EntityIn};
@@ -22,8 +21,9 @@ pub(super) fn resolve(
     let action = known_action(bundle, action)?;
     let resource = entity_uid(bundle, resource, "resource")?;
     let claimed = acting_for(subject)?;
-    let about_self = principal == caller.principal.uid;
-    let (acting_for, context) = if about_self {
+    let request = AccessRequest::new(caller.tenant.clone(), principal, action, resource)
+        .with_context(context);
+    let mut request = if request.principal == caller.principal.uid {
         // What the caller's own credential says; a claim otherwise is checked by the
         // decision point against the agent's entity.
         let own = caller.principal.acting_for.clone();
@@ -33,33 +33,35 @@ pub(super) fn resolve(
                 "subject.properties.acting_for differs from the caller's credential",
             ));
         }
-        (own, own_context(caller, context))
+        caller.as_own(request.acting_for(own))
     } else {
-        (claimed, context)
+        request.acting_for(claimed)
     };
-    let mut context = context;
-    context.remove("delegation");
-    Ok(AccessRequest {
-        tenant: caller.tenant.clone(),
-        principal,
-        action,
-        resource,
-        acting_for,
-        context,
-    })
+    request.context.remove("delegation");
+    Ok(request)
 }
 
-/// A question about oneself is decided with what one's own credential established (MFA,
-/// the client address, the decision point's clock; no region), whatever the body claims.
-pub(super) fn own_context(caller: &Caller, mut context: Map<String, Value>) -> Map<String, Value> {
-    context.insert("mfa".into(), Value::Bool(caller.principal.mfa));
-    context.remove("now");
-    context.remove("region");
-    match &caller.client_ip {
-        Some(ip) => context.insert("source_ip".into(), Value::String(ip.clone())),
-        None => context.remove("source_ip"),
-    };
-    context
+impl Caller {
+    /// The caller's own request for `action` on `resource`.
+    pub(super) fn own_request(&self, action: EntityUid, resource: EntityUid) -> AccessRequest {
+        let request = AccessRequest::new(
+            self.tenant.clone(),
+            self.principal.uid.clone(),
+            action,
+            resource,
+        )
+        .acting_for(self.principal.acting_for.clone());
+        self.as_own(request)
+    }
+
+    /// A question about oneself is decided with what one's own credential established
+    /// (MFA, the client address, the decision point's clock; no region), whatever the
+    /// body claims.
+    fn as_own(&self, mut request: AccessRequest) -> AccessRequest {
+        request.context.remove("now");
+        request.context.remove("region");
+        request.established(self.principal.mfa, self.client_ip.as_deref())
+    }
 }
 
 /// The schema's type for `entity.type`.
@@ -111,7 +113,7 @@ pub(super) fn acting_for(subject: &EntityIn) -> Result<Option<EntityUid>, ApiErr
             )
         })?
     } else {
-        EntityUid::from_type_name_and_id(type_name("User"), EntityId::new(text))
+        uid::entity("User", text).map_err(|_| ApiError::bad("bad_field", "acting_for"))?
     };
     Ok(Some(uid))
 }
@@ -123,29 +125,16 @@ pub(super) fn known_action(
     let name = action
         .and_then(|a| a.name.as_deref())
         .ok_or_else(|| ApiError::missing("action.name"))?;
-    let uid = match name.strip_prefix("Action::") {
-        Some(quoted) => quoted.trim_matches('"').to_string(),
-        None => name.to_string(),
+    let id = match name.strip_prefix("Action::") {
+        Some(quoted) => quoted.trim_matches('"'),
+        None => name,
     };
-    let uid = action_uid(&uid);
-    match bundle.action_entity(&uid) {
-        Some(_) => Ok(uid),
+    let action = uid::action(id);
+    match bundle.action_entity(&action) {
+        Some(_) => Ok(action),
         None => Err(ApiError::bad(
             "unknown_action",
             format!("the schema has no action {name:?}"),
         )),
     }
-}
-
-pub(super) fn type_name(name: &str) -> EntityTypeName {
-    // INVARIANT: only called with the schema's plain type names.
-    name.parse().expect("a valid entity type name")
-}
-
-pub(super) fn action_uid(id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(type_name("Action"), EntityId::new(id))
-}
-
-pub(super) fn tenant_uid(tenant: &TenantId) -> EntityUid {
-    EntityUid::from_type_name_and_id(type_name("Tenant"), EntityId::new(tenant.as_str()))
 }

@@ -6,8 +6,9 @@ use cedar_policy::{Entity, EntityId, EntityTypeName, EntityUid};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, Caller, PdpApi, Permit, Reply, audit_record, database, parse, tenant_uid};
-use crate::proxy::new_decision_id;
+use gatehouse_pdp::uid;
+
+use super::{ApiError, Caller, DecisionApi, Permit, Reply, database, parse};
 
 /// The most entities one call may push or delete.
 pub const MAX_ENTITIES: usize = 1000;
@@ -41,12 +42,12 @@ struct Checked {
     parents: Value,
 }
 
-impl PdpApi {
+impl DecisionApi {
     /// The pool to write with, once the caller's `pdp:entities` is allowed.
     async fn may_push(&self, caller: &Caller) -> Result<(&sqlx::PgPool, Permit), ApiError> {
         let pool = self.writable_pool().await?;
         let permit = self
-            .permitted(caller, "pdp:entities", tenant_uid(&caller.tenant))
+            .permitted(caller, "pdp:entities", uid::tenant(&caller.tenant))
             .await?;
         Ok((pool, permit))
     }
@@ -60,7 +61,7 @@ impl PdpApi {
         let (pool, permit) = self.may_push(caller).await?;
         let upsert: UpsertIn = parse(body)?;
         too_many(upsert.entities.len())?;
-        let bundle = self.pdp.bundle().snapshot();
+        let bundle = self.authorizer.pdp().bundle().snapshot();
         let checked = upsert
             .entities
             .into_iter()
@@ -143,7 +144,7 @@ impl PdpApi {
 const PUSHED: &str = "PUT /gatehouse/v1/entities";
 const DELETED: &str = "DELETE /gatehouse/v1/entities";
 
-impl PdpApi {
+impl DecisionApi {
     /// One audit record per entity written or deleted, naming it as the resource of the
     /// caller's `pdp:entities` permission (decided on the tenant), so the log says what
     /// each push changed.
@@ -160,8 +161,9 @@ impl PdpApi {
             };
             let mut request = permit.request.clone();
             request.resource = EntityUid::from_type_name_and_id(kind, EntityId::new(id));
-            let record = audit_record(caller, route, &request, &permit.decision, new_decision_id());
-            self.audit.record(record);
+            let origin = caller.origin(route, &request);
+            self.authorizer
+                .record_covered(&request, &permit.decision, &origin);
         }
     }
 }

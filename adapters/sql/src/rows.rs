@@ -1,6 +1,7 @@
 //! The decision point's filters ([`gatehouse_core::filter::Filter`], in Cedar's terms)
-//! in this adapter's terms: a [`RowFilter`] over the columns of `documents` or `folders`,
-//! rendered as an SQL predicate inside the query so that pages and counts are exact.
+//! in the tables' terms: a [`RowFilter`] over the columns of `documents` or `folders`,
+//! rendered as an SQL predicate inside the query so that pages and counts are exact (the
+//! documents adapter), or as a search engine's filter (the search adapter).
 //!
 //! The Cedar model and the tables say the same things:
 //! - `resource.owner == User::"u"` is `owner_id = 'u'`; `classification`, `legal_hold`
@@ -21,7 +22,6 @@ use gatehouse_core::filter::{EntityRef, Filter, Scalar};
 use sqlx::{Postgres, QueryBuilder};
 
 use crate::TenantTx;
-use crate::folders::subtree;
 
 /// Which table a filter is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub enum ResolveError {
 }
 
 /// A grant node's parts: `user:acme-sam/viewer` is (`User`, `acme-sam`, `viewer`).
-pub(crate) fn grant_parts(node_id: &str) -> Option<(&'static str, &str, &str)> {
+pub fn grant_parts(node_id: &str) -> Option<(&'static str, &str, &str)> {
     let (grantee, role) = node_id.rsplit_once('/')?;
     let (kind, id) = grantee.split_once(':')?;
     let kind = match kind {
@@ -439,6 +439,14 @@ impl RowFilter {
     }
 }
 
+/// The bounds of every path that starts with `path` (which ends with `/`): from `path`
+/// itself up to, not including, the same with its final `/` replaced by the next
+/// character, `0`.
+pub fn subtree(path: &str) -> (String, String) {
+    let stem = path.strip_suffix('/').unwrap_or(path);
+    (path.to_string(), format!("{stem}0"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,5 +519,23 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_subtree_is_the_paths_with_its_prefix() {
+        let (lower, upper) = subtree("/a_b/c%d/");
+        assert_eq!((lower.as_str(), upper.as_str()), ("/a_b/c%d/", "/a_b/c%d0"));
+        for inside in ["/a_b/c%d/", "/a_b/c%d/x/", "/a_b/c%d/~~~/"] {
+            assert!(
+                lower.as_str() <= inside && inside < upper.as_str(),
+                "{inside}"
+            );
+        }
+        for outside in ["/a_b/c%d", "/a_b/c%dx/", "/a_b/c%e/", "/a_b/c%d0/"] {
+            assert!(
+                !(lower.as_str() <= outside && outside < upper.as_str()),
+                "{outside}"
+            );
+        }
     }
 }

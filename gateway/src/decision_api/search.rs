@@ -20,8 +20,8 @@ use sqlx::Row;
 
 use super::resolve::{entity_type, entity_uid, resolve};
 use super::wire::{EntityIn, PageIn, SearchIn};
-use super::{ApiError, Caller, OthersPermission, PdpApi, Reply, parse};
-use crate::proxy::Store;
+use super::{ApiError, Caller, DecisionApi, OthersPermission, Reply, parse};
+use crate::runtime::entity_store::Store;
 
 /// Results per page unless the caller asks for another number.
 const DEFAULT_LIMIT: usize = 50;
@@ -32,7 +32,7 @@ const CHUNK: usize = 256;
 /// The most candidates one page decides.
 const BUDGET: usize = 1000;
 
-impl PdpApi {
+impl DecisionApi {
     /// AuthZEN's resource search (`Vary::Resource`: the resources of `resource.type` the
     /// subject may take the action on) and subject search (`Vary::Principal`: the
     /// subjects of `subject.type` that may take the action on the resource).
@@ -43,7 +43,7 @@ impl PdpApi {
         vary: Vary,
     ) -> Result<Reply, ApiError> {
         let search: SearchIn = parse(body)?;
-        let bundle = self.pdp.bundle().snapshot();
+        let bundle = self.authorizer.pdp().bundle().snapshot();
         let (searched, fixed, field, other) = match vary {
             Vary::Resource => (search.resource, search.subject, "resource", "subject"),
             Vary::Principal => (search.subject, search.resource, "subject", "resource"),
@@ -135,7 +135,7 @@ impl PdpApi {
         path: &str,
         search: SearchIn,
     ) -> Result<Vec<super::Decided>, ApiError> {
-        let bundle = self.pdp.bundle().snapshot();
+        let bundle = self.authorizer.pdp().bundle().snapshot();
         let subject = search.subject.ok_or_else(|| ApiError::missing("subject"))?;
         let resource = search
             .resource
@@ -170,7 +170,7 @@ impl PdpApi {
 
     /// Each action's reach over a whole resource type, from the compiled policies.
     async fn reach(&self, caller: &Caller, search: SearchIn) -> Result<Reply, ApiError> {
-        let bundle = self.pdp.bundle().snapshot();
+        let bundle = self.authorizer.pdp().bundle().snapshot();
         let subject = search.subject.ok_or_else(|| ApiError::missing("subject"))?;
         let resource = search.resource.unwrap_or_default();
         let kind = entity_type(&bundle, &resource, "resource")?;
@@ -187,17 +187,10 @@ impl PdpApi {
             };
             let context = search.context.clone().unwrap_or_default();
             let request = resolve(&bundle, caller, &subject, Some(&name), &probe, context)?;
-            let query = ResourceQuery {
-                tenant: request.tenant,
-                principal: request.principal,
-                action: request.action,
-                resource_type: kind.clone(),
-                acting_for: request.acting_for,
-                context: request.context,
-            };
+            let query = ResourceQuery::from(request);
             let filter = self
-                .pdp
-                .resource_filter(&self.store, &query)
+                .authorizer
+                .resource_filter(&query)
                 .await
                 .map_err(|_| ApiError::unavailable())?;
             let (on, condition) = match filter {
@@ -219,7 +212,7 @@ impl PdpApi {
 
     /// Whether the decision point allows `request` (not audited: one of many candidates).
     async fn allows(&self, request: &AccessRequest) -> Result<bool, ApiError> {
-        let decision = self.pdp.decide(&self.store, request).await;
+        let decision = self.authorizer.decide_covered(request).await;
         if decision.is_unavailable() {
             return Err(ApiError::unavailable());
         }
@@ -255,9 +248,15 @@ impl PdpApi {
         // already found denied are skipped, not decided again.
         let mut cursor = at.after.clone();
         loop {
-            let chunk = entity_ids(&self.store, tenant, kind, cursor.as_deref(), CHUNK)
-                .await
-                .map_err(|_| ApiError::unavailable())?;
+            let chunk = entity_ids(
+                self.authorizer.store(),
+                tenant,
+                kind,
+                cursor.as_deref(),
+                CHUNK,
+            )
+            .await
+            .map_err(|_| ApiError::unavailable())?;
             let exhausted = chunk.len() < CHUNK;
             for id in chunk {
                 cursor = Some(id.clone());

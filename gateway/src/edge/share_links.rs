@@ -6,10 +6,11 @@
 //! expires) is for the policies to say, like everything else.
 
 use gatehouse_core::TenantId;
+use gatehouse_pdp::uid;
 use sha2::{Digest, Sha256};
 
-use crate::identity::{AuthError, Principal};
-use crate::proxy::Store;
+use crate::edge::identity::{AuthError, Principal};
+use crate::runtime::entity_store::Store;
 
 /// The `Authorization` scheme of share links.
 pub const SCHEME: &str = "ShareLink ";
@@ -53,9 +54,7 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Principal, AuthE
         None => Err(invalid("unknown share link")),
         Some(false) => Err(invalid("expired share link")),
         Some(true) => Ok(Principal {
-            uid: format!("ShareLink::\"{id}\"")
-                .parse()
-                .map_err(|_| invalid("not a share link"))?,
+            uid: uid::entity("ShareLink", id).map_err(|_| invalid("not a share link"))?,
             acting_for: None,
             tenant: Some(tenant),
             mfa: false,

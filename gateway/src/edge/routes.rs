@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_core::TenantId;
+use gatehouse_pdp::uid;
 
 use crate::config::{RouteConfig, UpstreamConfig};
 
@@ -57,8 +58,12 @@ impl Routes {
     /// Compiles the configured routes.
     ///
     /// # Errors
-    /// A message naming the route whose action, resource type or pattern is invalid.
-    pub fn compile(routes: &[RouteConfig], upstreams: &[UpstreamConfig]) -> Result<Self, String> {
+    /// [`RouteConfigError`] naming the route whose action, resource type or pattern is
+    /// invalid.
+    pub fn compile(
+        routes: &[RouteConfig],
+        upstreams: &[UpstreamConfig],
+    ) -> Result<Self, RouteConfigError> {
         let compiled = routes
             .iter()
             .map(|r| compile(r, upstreams))
@@ -121,14 +126,27 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, String> {
-    let name = format!("route {} {}", r.method, r.path);
+/// A configured route that cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route {method} {path}: {problem}")]
+pub struct RouteConfigError {
+    method: String,
+    path: String,
+    problem: String,
+}
+
+fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, RouteConfigError> {
+    let refuse = |problem: String| RouteConfigError {
+        method: r.method.clone(),
+        path: r.path.clone(),
+        problem,
+    };
     let method = r
         .method
         .parse::<http::Method>()
-        .map_err(|e| format!("{name}: {e}"))?;
+        .map_err(|e| refuse(e.to_string()))?;
     if !r.path.starts_with('/') {
-        return Err(format!("{name}: the path must start with /"));
+        return Err(refuse("the path must start with /".into()));
     }
     let segments: Vec<Segment> = r
         .path
@@ -141,26 +159,24 @@ fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, Strin
         })
         .collect();
     let ids = segments.iter().filter(|s| **s == Segment::Id).count();
-    let action: EntityUid = format!("Action::{:?}", r.action)
-        .parse()
-        .map_err(|e| format!("{name}: bad action: {e}"))?;
+    let action = uid::parse_action(&r.action).map_err(|e| refuse(format!("bad action: {e}")))?;
     let resource_type: EntityTypeName = r
         .resource
         .parse()
-        .map_err(|e| format!("{name}: bad resource type: {e}"))?;
+        .map_err(|e| refuse(format!("bad resource type: {e}")))?;
     let tenant_scoped = r.resource == "Tenant";
     if ids != usize::from(!tenant_scoped) {
-        return Err(format!(
-            "{name}: a {} route needs exactly {} {{id}}",
+        return Err(refuse(format!(
+            "a {} route needs exactly {} {{id}}",
             r.resource,
             usize::from(!tenant_scoped)
-        ));
+        )));
     }
     let upstream = upstreams
         .iter()
         .find(|u| u.name == r.upstream)
         .and_then(|u| u.address.parse().ok())
-        .ok_or_else(|| format!("{name}: unknown upstream {}", r.upstream))?;
+        .ok_or_else(|| refuse(format!("unknown upstream {}", r.upstream)))?;
     Ok(Route {
         method,
         segments,

@@ -8,16 +8,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_core::TenantId;
+use gatehouse_core::time::now_unix_seconds;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{ApiKeyConfig, ConfigError, IdentityConfig, resolve_secret};
+use crate::config::{ApiKeyConfig, ConfigError, IdentityConfig};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +142,7 @@ impl Authenticator {
             }
         }
         if config.allow_hs256 {
-            let secret = resolve_secret(config.hs256_secret.as_deref().unwrap_or_default())?;
+            let secret = config.hs256_secret.as_ref().map_or("", |s| s.expose());
             keys.push((
                 None,
                 Algorithm::HS256,
@@ -194,7 +195,7 @@ impl Authenticator {
                     .or_else(|| h.strip_prefix("bearer "))
             })
             .ok_or(AuthError::Missing)?;
-        self.token(token.trim(), unix_now())
+        self.token(token.trim(), now_unix_seconds())
     }
 
     fn api_key(&self, key: &str) -> Result<Principal, AuthError> {
@@ -267,12 +268,6 @@ impl Authenticator {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A development token: HS256 with the configured secret, valid for an hour.
 ///
 /// # Errors
@@ -289,10 +284,8 @@ pub fn dev_token(
             "dev tokens need identity.allow_hs256 = true".into(),
         ));
     }
-    let secret = resolve_secret(config.hs256_secret.as_deref().unwrap_or_default())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secret = config.hs256_secret.as_ref().map_or("", |s| s.expose());
+    let now = now_unix_seconds();
     let mut claims = serde_json::json!({
         "iss": config.issuer, "aud": config.audience, "sub": user, "tenant": tenant,
         "iat": now, "exp": now + 3600,
@@ -360,7 +353,7 @@ mod tests {
     fn a_remembered_token_is_refused_once_it_expires() {
         let (auth, config) = authenticator();
         let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
-        let now = unix_now();
+        let now = now_unix_seconds();
         let first = auth.token(&token, now).unwrap();
         assert_eq!(first.uid.to_string(), r#"User::"acme-vera""#);
         assert_eq!(auth.token(&token, now + 10).unwrap(), first, "remembered");
@@ -373,7 +366,7 @@ mod tests {
     fn a_tampered_token_is_not_taken_for_a_remembered_one() {
         let (auth, config) = authenticator();
         let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
-        auth.token(&token, unix_now()).unwrap();
+        auth.token(&token, now_unix_seconds()).unwrap();
         // Another signature on the same header and claims.
         let signature_at = token.rfind('.').unwrap() + 1;
         let flipped = if &token[signature_at..=signature_at] == "A" {
@@ -386,6 +379,6 @@ mod tests {
             &token[..signature_at],
             &token[signature_at + 1..]
         );
-        assert!(auth.token(&tampered, unix_now()).is_err());
+        assert!(auth.token(&tampered, now_unix_seconds()).is_err());
     }
 }

@@ -1,33 +1,29 @@
 //! Adapter services run inside the `gatehouse` process, each on its own address, each a
 //! Pingora background service. They verify the same signed context the gateway forwards
-//! to any upstream: being in-process grants them nothing.
+//! to any upstream: being in-process grants them nothing. Their further decisions go
+//! through [`AdapterDecider`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use gatehouse_adapter_blobs::api::{ContentApi, SizeLimits};
 use gatehouse_adapter_blobs::{BlobStore, KeyRing, MasterKey, S3Settings};
-use gatehouse_adapter_kit::{AdapterError, Call, ContextGuard, Decider, FilterEvent};
+use gatehouse_adapter_kit::ContextGuard;
 use gatehouse_adapter_pg::DocumentsApi;
-use gatehouse_audit::AuditWriter;
-use gatehouse_core::filter::Filter;
 use gatehouse_core::forwarded::ContextSigner;
 use gatehouse_core::secret_file::create_secret_file;
-use gatehouse_pdp::{AccessRequest, Decision, DecisionError, Pdp, ResourceFilter, ResourceQuery};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sqlx::postgres::PgPoolOptions;
 
 use gatehouse_adapter_search::api::SearchApi;
-use gatehouse_adapter_search::outbox::{Contents, Worker};
+use gatehouse_adapter_search::outbox::{Contents, Worker as OutboxWorker};
 use gatehouse_adapter_search::{EmbeddedIndex, MeiliIndex, SearchIndex};
 
-use crate::config::{BlobsConfig, SearchConfig, SearchEngine, resolve_secret};
-use crate::metrics;
-use crate::proxy::{Store, UidTexts, audit_and_count, decision_record, new_decision_id};
+use crate::authorize::adapters::AdapterDecider;
+use crate::config::{BlobsConfig, SearchConfig, SearchEngine, Secret};
 
 /// Builds an adapter's router; called once its runtime runs (database pools need one).
 type MakeRouter = Box<dyn Fn() -> anyhow::Result<axum::Router> + Send + Sync>;
@@ -50,7 +46,7 @@ impl AdapterService {
         app_url: &str,
         signer: &ContextSigner,
         context_lifetime: Duration,
-        decider: Arc<PdpDecider>,
+        decider: Arc<AdapterDecider>,
     ) -> anyhow::Result<Self> {
         let verifier = signer.verifier()?;
         let app_url = app_url.to_string();
@@ -87,11 +83,10 @@ impl BlobSetup {
         let master = master_key(config)?;
         let (settings, local) = match &config.endpoint {
             Some(endpoint) => {
-                let credential = |value: &Option<String>, what: &str| {
+                let credential = |value: &Option<Secret>, what: &str| {
                     value
-                        .as_deref()
-                        .map(resolve_secret)
-                        .transpose()?
+                        .as_ref()
+                        .map(|secret| secret.expose().to_string())
                         .with_context(|| {
                             format!("adapters.blobs.{what} is needed with an endpoint")
                         })
@@ -184,7 +179,7 @@ impl AdapterService {
         app_url: &str,
         signer: &ContextSigner,
         context_lifetime: Duration,
-        decider: Arc<PdpDecider>,
+        decider: Arc<AdapterDecider>,
     ) -> anyhow::Result<Self> {
         let verifier = signer.verifier()?;
         let app_url = app_url.to_string();
@@ -197,7 +192,7 @@ impl AdapterService {
                 keys: KeyRing::new(master.clone(), pool.clone()),
                 store: BlobStore::new(settings),
             });
-            let worker = Worker::new(pool.clone(), index.clone(), contents);
+            let worker = OutboxWorker::new(pool.clone(), index.clone(), contents);
             tokio::spawn(worker.run(sweep, std::future::pending()));
             let guard = ContextGuard::new(verifier.clone(), context_lifetime);
             let api = SearchApi::new(pool, guard, index.clone(), decider.clone());
@@ -218,16 +213,8 @@ fn search_index(config: &SearchConfig) -> anyhow::Result<Arc<dyn SearchIndex>> {
             let url = config.meilisearch_url.as_deref().context(
                 "adapters.search.meilisearch_url is needed with engine = \"meilisearch\"",
             )?;
-            let key = config
-                .meilisearch_key
-                .as_deref()
-                .map(resolve_secret)
-                .transpose()?;
-            Arc::new(MeiliIndex::new(
-                url,
-                key.as_deref(),
-                &config.meilisearch_index,
-            )?)
+            let key = config.meilisearch_key.as_ref().map(Secret::expose);
+            Arc::new(MeiliIndex::new(url, key, &config.meilisearch_index)?)
         }
     })
 }
@@ -248,7 +235,7 @@ async fn ensure_bucket(store: BlobStore) {
 fn master_key(config: &BlobsConfig) -> anyhow::Result<MasterKey> {
     use base64::Engine as _;
     let text = match &config.master_key {
-        Some(reference) => resolve_secret(reference)?,
+        Some(secret) => secret.expose().to_string(),
         None => read_or_create_key_file(&config.master_key_file)?,
     };
     let bytes = base64::engine::general_purpose::STANDARD
@@ -331,174 +318,5 @@ impl BackgroundService for AdapterService {
         {
             tracing::error!(target: "gatehouse::adapter", adapter = self.name, error = %e, "stopped");
         }
-    }
-}
-
-/// The gateway's decision point, for the further decisions of adapter calls (a move's
-/// destination, each item of a bulk call): decided with the same policies, entities and
-/// principal as the call, and audited like every decision.
-pub struct PdpDecider {
-    /// The decision point.
-    pub pdp: Arc<Pdp>,
-    /// The entities.
-    pub store: Store,
-    /// Where decisions are audited.
-    pub audit: AuditWriter,
-    /// The adapter, for the audit record's route.
-    pub route: &'static str,
-    /// The share of filtered pages checked again item by item.
-    pub postcheck_sample_rate: f64,
-}
-
-impl PdpDecider {
-    /// The request for `action` on `resource_type::"id"` with the call's tenant,
-    /// principal, delegation and MFA.
-    fn request(
-        call: &Call,
-        action: &str,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<AccessRequest, AdapterError> {
-        let context = call.context();
-        let uid = |text: &str| {
-            text.parse::<EntityUid>()
-                .map_err(|_| AdapterError::ContextInvalid)
-        };
-        let resource_type: EntityTypeName =
-            resource_type.parse().map_err(|_| AdapterError::Internal)?;
-        let mut request_context = serde_json::Map::new();
-        request_context.insert("mfa".into(), serde_json::Value::Bool(context.mfa));
-        Ok(AccessRequest {
-            tenant: context.tenant.clone(),
-            principal: uid(&context.principal)?,
-            action: EntityUid::from_type_name_and_id(
-                "Action".parse().map_err(|_| AdapterError::Internal)?,
-                EntityId::new(action),
-            ),
-            resource: EntityUid::from_type_name_and_id(resource_type, EntityId::new(id)),
-            acting_for: context.acting_for.as_deref().map(uid).transpose()?,
-            context: request_context,
-        })
-    }
-}
-
-#[async_trait]
-impl Decider for PdpDecider {
-    async fn decide(
-        &self,
-        call: &Call,
-        action: &str,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<(), AdapterError> {
-        let request = Self::request(call, action, resource_type, id)?;
-        let decision = self.pdp.decide(&self.store, &request).await;
-        let decision_id = self.audit(call, &request, &decision);
-        if decision.is_allowed() {
-            return Ok(());
-        }
-        if decision.is_unavailable() {
-            return Err(AdapterError::Unavailable);
-        }
-        Err(AdapterError::Forbidden(format!(
-            "{action} on {} (decision {decision_id})",
-            request.resource
-        )))
-    }
-
-    async fn permitted(
-        &self,
-        call: &Call,
-        action: &str,
-        resource_type: &str,
-        ids: &[String],
-    ) -> Result<Vec<bool>, AdapterError> {
-        let mut permitted = Vec::with_capacity(ids.len());
-        for id in ids {
-            let request = Self::request(call, action, resource_type, id)?;
-            let decision = self.pdp.decide(&self.store, &request).await;
-            if decision.is_unavailable() {
-                return Err(AdapterError::Unavailable);
-            }
-            permitted.push(decision.is_allowed());
-        }
-        Ok(permitted)
-    }
-
-    async fn filter(
-        &self,
-        call: &Call,
-        action: &str,
-        resource_type: &str,
-    ) -> Result<Option<Filter>, AdapterError> {
-        let request = Self::request(call, action, resource_type, "")?;
-        let query = ResourceQuery {
-            tenant: request.tenant,
-            principal: request.principal,
-            action: request.action,
-            resource_type: request.resource.type_name().clone(),
-            acting_for: request.acting_for,
-            context: request.context,
-        };
-        match self.pdp.resource_filter(&self.store, &query).await {
-            Ok(ResourceFilter::Exact(filter)) => Ok(Some(filter)),
-            Ok(ResourceFilter::Untranslatable { reason }) => {
-                let adapter = self.route;
-                self.report(call, FilterEvent::Fallback { adapter, reason })
-                    .await;
-                Ok(None)
-            }
-            Err(_) => Err(AdapterError::Unavailable),
-        }
-    }
-
-    fn sample_postcheck(&self) -> bool {
-        self.postcheck_sample_rate >= 1.0 || rand::random::<f64>() < self.postcheck_sample_rate
-    }
-
-    async fn report(&self, call: &Call, event: FilterEvent) {
-        let tenant = call.tenant().as_str();
-        match event {
-            FilterEvent::Fallback { adapter, reason } => {
-                metrics::FILTER_FALLBACKS
-                    .with_label_values(&[tenant, adapter])
-                    .inc();
-                tracing::warn!(target: "gatehouse::filter", tenant, adapter, reason, "no filter for these policies: deciding item by item");
-            }
-            FilterEvent::Mismatch {
-                action,
-                resource_type,
-                id,
-            } => {
-                metrics::FILTER_MISMATCHES
-                    .with_label_values(&[tenant])
-                    .inc();
-                tracing::error!(target: "gatehouse::filter", tenant, action, resource_type, id, "a filtered item is denied by the policies: withheld");
-                let Ok(request) = Self::request(call, &action, &resource_type, &id) else {
-                    return;
-                };
-                let mut decision = self.pdp.decide(&self.store, &request).await;
-                decision.errors.push(DecisionError::FilterMismatch);
-                self.audit(call, &request, &decision);
-            }
-        }
-    }
-}
-
-impl PdpDecider {
-    /// Audits `decision` on `request` for `call`; returns the decision id.
-    fn audit(&self, call: &Call, request: &AccessRequest, decision: &Decision) -> String {
-        let decision_id = new_decision_id();
-        let record = decision_record(
-            &request.tenant,
-            UidTexts::of(request),
-            decision,
-            decision_id.clone(),
-            call.context().trace_id.clone(),
-            None,
-            self.route,
-        );
-        audit_and_count(&self.audit, decision, record);
-        decision_id
     }
 }
