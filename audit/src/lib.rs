@@ -15,10 +15,10 @@
 //!   order and exactly once, when it is back.
 
 pub mod checkpoint;
+mod database;
 mod record;
-mod store;
 mod writer;
 
+pub use database::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
-pub use store::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig, drain_spool, spool};

@@ -22,8 +22,8 @@ use gatehouse_core::TenantId;
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::CheckpointSigner;
+use crate::database::{AuditError, AuditStore};
 use crate::record::AuditRecord;
-use crate::store::{AuditError, AuditStore};
 
 /// How the writer batches.
 #[derive(Debug, Clone)]

@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 use crate::bundle::Bundle;
 use crate::current::CurrentBundle;
 use crate::decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
-use crate::filter::{ResourceFilter, ResourceQuery, leg_filter};
+use crate::entity_store::{EntityStore, StoreError, entity_attr, tenant_attr};
 use crate::request::AccessRequest;
+use crate::resource_filter::{ResourceFilter, ResourceQuery, leg_filter};
 use crate::slices::Shape;
-use crate::store::{EntityStore, StoreError, entity_attr, tenant_attr};
 
 /// The decision point: the current bundle and Cedar's authorizer.
 #[derive(Debug)]

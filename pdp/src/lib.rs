@@ -24,19 +24,19 @@ mod bundle;
 mod current;
 mod decision;
 mod engine;
-mod filter;
+mod entity_store;
 mod request;
+mod resource_filter;
 mod slices;
-mod store;
 pub mod uid;
 
 pub use bundle::{Bundle, BundleError, BundleId, Manifest, PolicySource, Problem};
 pub use current::CurrentBundle;
 pub use decision::{Decision, DecisionError, DelegatedDecision, Effect, LegDecision};
 pub use engine::Pdp;
-pub use filter::{ResourceFilter, ResourceQuery};
+pub use entity_store::{EntityStore, MemoryStore, StoreError, tenant_of};
 pub use request::{AccessRequest, RequestError};
-pub use store::{EntityStore, MemoryStore, StoreError, tenant_of};
+pub use resource_filter::{ResourceFilter, ResourceQuery};
 
 /// The Cedar types that appear in this crate's API.
 pub use cedar_policy::{Entity, EntityUid};

@@ -14,10 +14,10 @@ pub mod api;
 pub mod envelope;
 pub mod keys;
 pub mod local_s3;
+pub mod object_store;
 pub mod sealed;
-pub mod store;
 
 pub use envelope::{EnvelopeError, Header, MasterKey, Opener, Sealer, TenantKey};
 pub use keys::{KeyError, KeyRing};
+pub use object_store::{BlobStore, S3Settings, StoreError, object_key};
 pub use sealed::BlobError;
-pub use store::{BlobStore, S3Settings, StoreError, object_key};

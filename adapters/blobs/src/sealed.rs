@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::{EnvelopeError, HEADER, Header, Opener};
 use crate::keys::{KeyError, KeyRing};
-use crate::store::{BlobStore, StoreError};
+use crate::object_store::{BlobStore, StoreError};
 
 /// Why a sealed object could not be stored or read.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::entities;
+use crate::cedar_entities;
 use crate::folders;
 use crate::input::{self, Page};
 use gatehouse_adapter_sql::TenantTx;
@@ -141,11 +141,11 @@ pub async fn create(
     insert_first_version(tx, &id, principal).await?;
     let attrs = json!({
         "name": name,
-        "owner": entities::entity_ref("User", owner_id),
+        "owner": cedar_entities::entity_ref("User", owner_id),
         "classification": classification,
         "legal_hold": false,
     });
-    entities::insert(tx, "Document", &id, attrs, Some(folder_id)).await?;
+    cedar_entities::insert(tx, "Document", &id, attrs, Some(folder_id)).await?;
     Ok(document)
 }
 
@@ -178,10 +178,11 @@ pub async fn update(
     .await
     .map_err(|e| AdapterError::from_db(e, "document"))?;
     if let Some(name) = name {
-        entities::set_attr(tx, "Document", id, "name", json!(name)).await?;
+        cedar_entities::set_attr(tx, "Document", id, "name", json!(name)).await?;
     }
     if let Some(classification) = classification {
-        entities::set_attr(tx, "Document", id, "classification", json!(classification)).await?;
+        cedar_entities::set_attr(tx, "Document", id, "classification", json!(classification))
+            .await?;
     }
     Ok(document)
 }
@@ -204,7 +205,7 @@ pub async fn move_to(
     .fetch_one(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "document"))?;
-    entities::set_folder(tx, "Document", id, folder_id).await?;
+    cedar_entities::set_folder(tx, "Document", id, folder_id).await?;
     Ok(document)
 }
 
@@ -232,7 +233,7 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(), AdapterError> {
         .execute(&mut *tx.tx)
         .await
         .map_err(|e| AdapterError::from_db(e, "document"))?;
-    entities::delete(tx, "Document", &[id.to_string()]).await
+    cedar_entities::delete(tx, "Document", &[id.to_string()]).await
 }
 
 /// Where a list of documents looks.

@@ -10,7 +10,7 @@ use gatehouse_adapter_kit::AdapterError;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::entities;
+use crate::cedar_entities;
 use crate::input::Page;
 use gatehouse_adapter_sql::TenantTx;
 use gatehouse_adapter_sql::rows::subtree;
@@ -80,10 +80,10 @@ pub async fn create(
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
     let attrs = json!({
         "name": name,
-        "owner": entities::entity_ref("User", owner_id),
+        "owner": cedar_entities::entity_ref("User", owner_id),
         "legal_hold": false,
     });
-    entities::insert(tx, "Folder", &id, attrs, Some(parent_id)).await?;
+    cedar_entities::insert(tx, "Folder", &id, attrs, Some(parent_id)).await?;
     Ok(folder)
 }
 
@@ -98,7 +98,7 @@ pub async fn rename(tx: &mut TenantTx, id: &str, name: &str) -> Result<Folder, A
     .fetch_one(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
-    entities::set_attr(tx, "Folder", id, "name", json!(name)).await?;
+    cedar_entities::set_attr(tx, "Folder", id, "name", json!(name)).await?;
     Ok(folder)
 }
 
@@ -135,7 +135,7 @@ pub async fn move_to(tx: &mut TenantTx, id: &str, parent_id: &str) -> Result<Fol
     .fetch_one(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
-    entities::set_folder(tx, "Folder", id, parent_id).await?;
+    cedar_entities::set_folder(tx, "Folder", id, parent_id).await?;
     Ok(folder)
 }
 
@@ -181,8 +181,8 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), Adapt
     .fetch_all(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
-    entities::delete(tx, "Document", &documents).await?;
-    entities::delete(tx, "Folder", &folders).await?;
+    cedar_entities::delete(tx, "Document", &documents).await?;
+    cedar_entities::delete(tx, "Folder", &folders).await?;
     Ok((folders.len(), documents.len()))
 }
 

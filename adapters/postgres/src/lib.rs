@@ -11,9 +11,9 @@
 
 pub mod api;
 mod bulk;
+pub mod cedar_entities;
 mod comments;
 pub mod documents;
-pub mod entities;
 mod folders;
 mod input;
 pub mod listing;

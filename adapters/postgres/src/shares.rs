@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::entities;
+use crate::cedar_entities;
 use gatehouse_adapter_sql::TenantTx;
 
 /// A grant as the API shows it.
@@ -122,7 +122,7 @@ pub async fn grant(
 /// Makes the grantee (or every member of the grantee group) carry the grant node.
 async fn carry_node(tx: &mut TenantTx, grantee: &Grantee) -> Result<(), AdapterError> {
     let attr = format!("{}_grants", grantee.role);
-    let node_ref = entities::entity_ref("Grant", &grantee.node());
+    let node_ref = cedar_entities::entity_ref("Grant", &grantee.node());
     let member_of = json!([{ "type": "Group", "id": grantee.id }]);
     sqlx::query(
         "UPDATE entities SET attrs = jsonb_set(attrs, ARRAY[$2], COALESCE(attrs -> $2, '[]') || jsonb_build_array($3::jsonb)), \
@@ -247,10 +247,10 @@ pub async fn create_link(
     .await
     .map_err(|e| AdapterError::from_db(e, "share link"))?;
     let attrs = json!({
-        "document": entities::entity_ref("Document", document_id),
+        "document": cedar_entities::entity_ref("Document", document_id),
         "expires_at": { "__extn": { "fn": "datetime", "arg": expires_at.format("%Y-%m-%dT%H:%M:%SZ").to_string() } },
     });
-    entities::insert(tx, "ShareLink", &id, attrs, None).await?;
+    cedar_entities::insert(tx, "ShareLink", &id, attrs, None).await?;
     Ok(NewLink {
         id,
         token,

@@ -18,11 +18,11 @@
 //! check, with the endpoint as its route, through [`crate::authorize`].
 
 mod answer;
+mod authzen_search;
 mod entity_push;
 mod explain;
 mod grants;
 mod resolve;
-mod search;
 mod wire;
 
 use std::sync::Arc;
@@ -39,10 +39,10 @@ use crate::refusal::Refusal as ApiError;
 use crate::runtime::entity_store::Store;
 
 use answer::{authzen_json, gatehouse_json, item_error};
+use authzen_search::Vary;
 use explain::{Reason, reason};
 use grants::GrantPath;
 use resolve::resolve;
-use search::Vary;
 use wire::{EvaluationIn, EvaluationsIn};
 
 /// AuthZEN's metadata document.
