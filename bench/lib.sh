@@ -3,7 +3,7 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Writes $WORK/gatehouse.toml: gatehouse on port $GH with HS256 dev tokens, no rate limit,
+# Writes $WORK/gatehouse.toml: gatehouse on port $GH in development mode (dev tokens), no rate limit,
 # and its private PostgreSQL and audit spool in $WORK; then the sections given on stdin.
 gatehouse_config() {
   {
@@ -18,8 +18,8 @@ reload_interval_seconds = 0
 [identity]
 issuer = "https://id.bench"
 audience = "gatehouse"
-allow_hs256 = true
-hs256_secret = "bench-only-secret"
+development = true
+dev_secret_file = "$WORK/dev-hs256.secret"
 [limits]
 default_requests_per_second = 100000000
 [database]

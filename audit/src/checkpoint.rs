@@ -5,6 +5,7 @@
 //! the records after a checkpoint, no longer matches it.
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -144,6 +145,7 @@ impl CheckpointSigner {
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.file)?;
         file.write_all(lines.as_bytes())?;
         file.sync_data()

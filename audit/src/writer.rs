@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -367,9 +368,11 @@ pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
         lines.push_str(&record.canonical());
         lines.push('\n');
     }
+    // Records name principals, resources and addresses: readable by the owner only.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)?;
     file.write_all(lines.as_bytes())?;
     file.sync_data()

@@ -18,7 +18,7 @@ struct Db {
 }
 
 async fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = gatehouse_pgcluster::scratch_dir().unwrap();
     let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
     let urls = cluster.provision("gatehouse").unwrap();
     let connect = |url: String| async move {
@@ -445,7 +445,7 @@ async fn signed_checkpoints_expose_a_superusers_rewrite_and_truncation() {
 
 #[tokio::test]
 async fn records_from_before_the_policies_column_are_still_found_by_policy_and_verify() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = gatehouse_pgcluster::scratch_dir().unwrap();
     let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
     let urls = cluster.provision("gatehouse").unwrap();
     let owner = PgPoolOptions::new().connect(&urls.owner_url).await.unwrap();

@@ -9,10 +9,26 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use gatehouse_core::forwarded::MIN_SECRET_BYTES;
 use serde::Deserialize;
 
-/// The configuration built into the binary: the demo tenants, run from the repository.
-pub const EMBEDDED_DEFAULTS: &str = include_str!("../defaults/gatehouse.toml");
+/// The configuration built into the binary: the demo tenants, run from the repository,
+/// in development mode on loopback.
+pub const DEMO: &str = concat!(
+    include_str!("../defaults/demo.toml"),
+    include_str!("../defaults/routes.toml")
+);
+
+/// The template `--print-default-config` prints: for production, with tokens from an
+/// identity provider only and no secret written in it.
+pub const PRODUCTION_TEMPLATE: &str = concat!(
+    include_str!("../defaults/production.toml"),
+    include_str!("../defaults/routes.toml")
+);
+
+/// HS256 secrets that have been published (in this repository's history, or as examples):
+/// refused whatever their length.
+const PUBLISHED_SECRETS: &[&str] = &["gatehouse-dev-secret-change-me"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -441,7 +457,8 @@ pub struct TenancyConfig {
     /// Host names `<tenant>.<base_domain>` name their tenant.
     #[serde(default)]
     pub base_domain: Option<String>,
-    /// The token claim that names the tenant.
+    /// The token claim that names the tenant: a token without it is refused. Empty: tokens
+    /// name no tenant, and the host alone says which tenant a request is for.
     #[serde(default = "default_tenant_claim")]
     pub tenant_claim: String,
 }
@@ -470,15 +487,36 @@ pub struct IdentityConfig {
     /// A JWKS file with the identity provider's public keys (RS256, ES256, EdDSA).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// A shared secret for HS256 tokens: development only, and only with `allow_hs256`.
+    /// A shared secret for HS256 tokens (32 bytes or more, as an `env:`/`file:`
+    /// reference), only with `allow_hs256`.
     #[serde(default)]
     pub hs256_secret: Option<Secret>,
     /// Accept HS256 tokens signed with `hs256_secret`.
     #[serde(default)]
     pub allow_hs256: bool,
+    /// Development mode: HS256 tokens signed with the random secret in `dev_secret_file`
+    /// (created on first use, mode 600) are accepted, and `gatehouse dev-token` mints
+    /// them. Refused unless every listener is on loopback.
+    #[serde(default)]
+    pub development: bool,
+    /// The development mode's secret.
+    #[serde(default = "default_dev_secret_file")]
+    pub dev_secret_file: PathBuf,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
+    /// The longest a token may be valid for (from `iat`, or from now without one): a
+    /// token that claims more is refused.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_seconds: u64,
+}
+
+fn default_dev_secret_file() -> PathBuf {
+    ".gatehouse/dev-hs256.secret".into()
+}
+
+fn default_max_token_lifetime() -> u64 {
+    24 * 3600
 }
 
 fn default_leeway() -> u64 {
@@ -676,10 +714,83 @@ impl Config {
         if self.entities.source == EntitySource::File && self.entities.file.is_none() {
             return invalid("entities.source = \"file\" needs entities.file".into());
         }
-        if self.identity.allow_hs256 && self.identity.hs256_secret.is_none() {
-            return invalid("identity.allow_hs256 needs identity.hs256_secret".into());
+        self.check_identity()
+    }
+
+    /// HS256 only with a strong, unpublished secret; development mode only on loopback.
+    fn check_identity(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let identity = &self.identity;
+        if identity.allow_hs256 {
+            let Some(secret) = &identity.hs256_secret else {
+                return invalid("identity.allow_hs256 needs identity.hs256_secret".into());
+            };
+            if PUBLISHED_SECRETS.contains(&secret.expose()) {
+                return invalid(
+                    "identity.hs256_secret is a published secret: anyone could sign tokens with it"
+                        .into(),
+                );
+            }
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return invalid(format!(
+                    "identity.hs256_secret must be at least {MIN_SECRET_BYTES} bytes"
+                ));
+            }
+        }
+        if identity.development && identity.allow_hs256 {
+            return invalid("identity.development and identity.allow_hs256 exclude each other: development mode makes its own secret".into());
+        }
+        let exposed = self.listeners().find(|(_, a)| !is_loopback(a));
+        if let (true, Some((name, address))) = (identity.development, exposed) {
+            return invalid(format!(
+                "identity.development needs every listener on loopback, and {name} is {address:?}: anyone who can reach it could mint tokens"
+            ));
         }
         Ok(())
+    }
+
+    /// Every address gatehouse listens on, with its setting's name.
+    fn listeners(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let adapters = &self.adapters;
+        [
+            Some(("server.listen", self.server.listen.as_str())),
+            self.server
+                .metrics_listen
+                .as_deref()
+                .map(|a| ("server.metrics_listen", a)),
+            self.demo
+                .echo_upstream
+                .as_deref()
+                .map(|a| ("demo.echo_upstream", a)),
+            adapters
+                .documents
+                .as_ref()
+                .map(|d| ("adapters.documents.listen", d.listen.as_str())),
+            adapters
+                .blobs
+                .as_ref()
+                .map(|b| ("adapters.blobs.listen", b.listen.as_str())),
+            adapters
+                .blobs
+                .as_ref()
+                .map(|b| ("adapters.blobs.local_listen", b.local_listen.as_str())),
+            adapters
+                .search
+                .as_ref()
+                .map(|s| ("adapters.search.listen", s.listen.as_str())),
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// Whether `address` (`host:port`) is on loopback; a name other than `localhost` is not.
+fn is_loopback(address: &str) -> bool {
+    match address.parse::<SocketAddr>() {
+        Ok(address) => address.ip().is_loopback(),
+        Err(_) => address
+            .rsplit_once(':')
+            .is_some_and(|(host, _)| host == "localhost"),
     }
 }
 
@@ -776,7 +887,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_default_routes_to_each_adapter_are_the_adapters_own() {
-        let config = Config::parse(EMBEDDED_DEFAULTS, "defaults").unwrap();
+        let config = Config::parse(DEMO, "defaults").unwrap();
         let adapters = [
             ("documents", gatehouse_adapter_pg::api::ROUTES),
             ("blobs", gatehouse_adapter_blobs::api::ROUTES),
@@ -806,18 +917,87 @@ pub(crate) mod tests {
 
     #[test]
     fn the_embedded_defaults_are_valid() {
-        let config = Config::parse(EMBEDDED_DEFAULTS, "embedded").unwrap();
+        let config = Config::parse(DEMO, "embedded").unwrap();
         assert!(!config.routes.is_empty());
+        assert!(config.identity.development, "the demo mints its own tokens");
+    }
+
+    #[test]
+    fn the_printed_template_is_for_production() {
+        let config = Config::parse(PRODUCTION_TEMPLATE, "template").unwrap();
+        let identity = &config.identity;
+        assert!(!identity.development && !identity.allow_hs256);
+        assert!(identity.hs256_secret.is_none() && identity.jwks_file.is_some());
+        assert!(config.forwarding.shared_secret.is_none());
+        assert!(config.forwarding.signing_key.is_none());
+        assert!(config.database.url.is_none() && config.database.owner_url.is_none());
+        let blobs = config.adapters.blobs.as_ref().unwrap();
+        assert!(blobs.master_key.is_none() && blobs.secret_key.is_none());
+        assert!(config.demo.echo_upstream.is_none());
+        assert_eq!(
+            config.routes.len(),
+            Config::parse(DEMO, "demo").unwrap().routes.len()
+        );
+    }
+
+    #[test]
+    fn development_mode_is_refused_off_loopback() {
+        for (from, to) in [
+            ("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\""),
+            (
+                "metrics_listen = \"127.0.0.1:9090\"",
+                "metrics_listen = \"10.0.0.5:9090\"",
+            ),
+            ("listen = \"127.0.0.1:8082\"", "listen = \"[::]:8082\""),
+        ] {
+            let exposed = DEMO.replacen(from, to, 1);
+            assert_ne!(exposed, DEMO, "{from}");
+            let err = Config::parse(&exposed, "x.toml").unwrap_err().to_string();
+            assert!(err.contains("loopback"), "{to}: {err}");
+        }
+        let ipv6 = DEMO.replacen("127.0.0.1:8082", "[::1]:8082", 1);
+        assert!(
+            Config::parse(&ipv6, "x.toml").is_ok(),
+            "IPv6 loopback is loopback"
+        );
+        let plain = DEMO.replacen("development = true", "development = false", 1);
+        let public = plain.replacen(
+            "listen = \"127.0.0.1:8080\"",
+            "listen = \"0.0.0.0:8080\"",
+            1,
+        );
+        assert!(
+            Config::parse(&public, "x.toml").is_ok(),
+            "outside development mode"
+        );
+    }
+
+    #[test]
+    fn hs256_secrets_must_be_long_and_unpublished() {
+        let with = |secret: &str| {
+            let text = DEMO.replacen(
+                "development = true",
+                &format!("allow_hs256 = true\nhs256_secret = \"{secret}\""),
+                1,
+            );
+            Config::parse(&text, "x.toml").map_err(|e| e.to_string())
+        };
+        assert!(with("short").unwrap_err().contains("at least 32 bytes"));
+        assert!(
+            with("gatehouse-dev-secret-change-me")
+                .unwrap_err()
+                .contains("published")
+        );
+        assert!(with("a-long-secret-that-nobody-has-seen-before").is_ok());
     }
 
     #[test]
     fn errors_name_the_line_and_unknown_upstreams_are_refused() {
-        let broken = EMBEDDED_DEFAULTS.replace("[server]", "[server]\nbogus = 1");
+        let broken = DEMO.replace("[server]", "[server]\nbogus = 1");
         let err = Config::parse(&broken, "x.toml").unwrap_err().to_string();
         assert!(err.starts_with("x.toml:"), "{err}");
         assert!(err.contains("bogus"), "{err}");
-        let dangling =
-            EMBEDDED_DEFAULTS.replacen("upstream = \"app\"", "upstream = \"nowhere\"", 1);
+        let dangling = DEMO.replacen("upstream = \"app\"", "upstream = \"nowhere\"", 1);
         let err = Config::parse(&dangling, "x.toml").unwrap_err().to_string();
         assert!(err.contains("unknown upstream \"nowhere\""), "{err}");
     }
@@ -825,7 +1005,7 @@ pub(crate) mod tests {
     #[test]
     fn several_workers_need_a_fixed_port() {
         let with = |listen: &str, threads: u32| {
-            let text = EMBEDDED_DEFAULTS
+            let text = DEMO
                 .replacen("threads = 2", &format!("threads = {threads}"), 1)
                 .replacen(
                     "listen = \"127.0.0.1:8080\"",

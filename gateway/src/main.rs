@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use gatehouse_gateway::config::{Config, EMBEDDED_DEFAULTS};
+use gatehouse_gateway::config::{Config, DEMO, PRODUCTION_TEMPLATE};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "gatehouse", version)]
 #[command(
-    after_help = "Without --config, the built-in demo configuration is used (run from the repository root).\n\
+    after_help = "Without --config, the built-in demo configuration is used (run from the repository root): development mode, loopback only.\n\
 Environment: GATEHOUSE_LISTEN overrides server.listen; RUST_LOG sets the log level.\n\
 Exit codes: 0 clean shutdown or valid configuration, 1 invalid configuration or startup failure, 2 usage."
 )]
@@ -24,7 +24,7 @@ struct Cli {
     /// Load and check the configuration, the policy bundle and the entities, then exit.
     #[arg(long)]
     check_config: bool,
-    /// Print the built-in configuration and exit.
+    /// Print a configuration template for production and exit.
     #[arg(long)]
     print_default_config: bool,
     #[command(subcommand)]
@@ -33,8 +33,8 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Print a development HS256 token signed with the configuration's `hs256_secret`
-    /// (only when `allow_hs256` is on), valid for an hour.
+    /// Print a development HS256 token, valid for an hour, signed with development mode's
+    /// secret (or `hs256_secret` with `allow_hs256`).
     DevToken {
         /// The user (the token's `sub`).
         #[arg(long)]
@@ -54,7 +54,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.print_default_config {
-        print!("{EMBEDDED_DEFAULTS}");
+        print!("{PRODUCTION_TEMPLATE}");
         return ExitCode::SUCCESS;
     }
     tracing_subscriber::fmt()
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         .init();
     let config = match &cli.config {
         Some(path) => Config::from_file(path),
-        None => Config::parse(EMBEDDED_DEFAULTS, "built-in configuration"),
+        None => Config::parse(DEMO, "built-in demo configuration"),
     };
     let config = match config {
         Ok(config) => config,

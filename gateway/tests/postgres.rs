@@ -245,7 +245,7 @@ fn check_config_validates_without_serving() {
             .arg("--check-config")
             .arg("--config")
             .arg(path)
-            .env("TEST_HS256_SECRET", "x")
+            .env("TEST_HS256_SECRET", common::HS256_SECRET)
             .output()
             .unwrap()
     };

@@ -2,9 +2,18 @@
 //!
 //! `gatehouse` uses it when no database URL is configured, and test suites use it to talk
 //! to a real PostgreSQL. The cluster lives in a data directory of its own (created with
-//! `initdb` on first use), listens on 127.0.0.1 on a port of its own, trusts local
-//! connections, and is stopped when the [`PgCluster`] is dropped. PostgreSQL refuses to
-//! run as root: when this process is root, the cluster runs as the `postgres` system user.
+//! `initdb` on first use, mode 700), listens on 127.0.0.1 on a port of its own and on a
+//! Unix socket in its data directory, and is stopped when the [`PgCluster`] is dropped.
+//!
+//! It is locked down like a server: every role logs in with a password (SCRAM), random
+//! per cluster and kept in `<data_dir>.passwords` (mode 600), so another local user can
+//! neither log in nor turn row-level security off; and it syncs what it commits (`fsync`
+//! on), so a committed audit record survives an OS crash.
+//!
+//! PostgreSQL refuses to run as root: when this process is root, the cluster runs as the
+//! `postgres` system user, which must be able to reach the data directory. Folders this
+//! crate creates are mode 700 (711 for the folders above the data directory when it runs
+//! as root: passable, not listable); folders that exist are never widened.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -28,6 +37,11 @@ pub enum ClusterError {
         /// What it printed.
         output: String,
     },
+    /// The `postgres` system user cannot reach the data directory (running as root).
+    #[error(
+        "the postgres user cannot reach {0}: give it search permission (o+x) or choose a data directory under a folder it can pass"
+    )]
+    Unreachable(PathBuf),
     /// The server did not accept connections in time.
     #[error("PostgreSQL did not start within {0:?}; see {1}")]
     Timeout(Duration, PathBuf),
@@ -52,6 +66,72 @@ pub struct PgCluster {
     bin: PathBuf,
     port: u16,
     owner: Option<(u32, u32)>,
+    passwords: Passwords,
+}
+
+/// The roles' passwords: random per cluster, kept beside its data directory.
+struct Passwords {
+    superuser: String,
+    owner: String,
+    app: String,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passwords(..)")
+    }
+}
+
+/// The roles Gatehouse provisions: the tables' owner (migrations) and the application.
+const OWNER_ROLE: &str = "gatehouse_owner";
+const APP_ROLE: &str = "gatehouse_app";
+
+impl Passwords {
+    /// The file that keeps the passwords of the cluster in `data_dir`.
+    fn file(data_dir: &Path) -> PathBuf {
+        let mut name = data_dir.as_os_str().to_owned();
+        name.push(".passwords");
+        PathBuf::from(name)
+    }
+
+    /// The passwords in `file`; `None` when it does not exist.
+    fn read(file: &Path) -> Result<Option<Self>, ClusterError> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let get = |role: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(role)?.strip_prefix(' '))
+                .map(str::to_string)
+                .ok_or_else(|| ClusterError::Tool {
+                    tool: "setup".into(),
+                    output: format!("{} has no password for {role}", file.display()),
+                })
+        };
+        Ok(Some(Self {
+            superuser: get("postgres")?,
+            owner: get(OWNER_ROLE)?,
+            app: get(APP_ROLE)?,
+        }))
+    }
+
+    /// New random passwords, written to `file` (mode 600, never over an existing one).
+    fn create(file: &Path) -> Result<Self, ClusterError> {
+        let random = || format!("{:032x}", rand::random::<u128>());
+        let passwords = Self {
+            superuser: random(),
+            owner: random(),
+            app: random(),
+        };
+        let text = format!(
+            "postgres {}\n{OWNER_ROLE} {}\n{APP_ROLE} {}\n",
+            passwords.superuser, passwords.owner, passwords.app
+        );
+        gatehouse_core::secret_file::create_secret_file(file, text.as_bytes())?;
+        Ok(passwords)
+    }
 }
 
 impl PgCluster {
@@ -62,33 +142,57 @@ impl PgCluster {
     /// [`ClusterError`] when the binaries are missing or the cluster cannot start.
     pub fn start(data_dir: &Path, port: Option<u16>) -> Result<Self, ClusterError> {
         let bin = find_binaries().ok_or(ClusterError::NotInstalled)?;
-        std::fs::create_dir_all(data_dir)?;
-        let data_dir = data_dir.canonicalize()?;
         let owner = if is_root() {
             Some(postgres_user()?)
         } else {
             None
         };
+        create_dirs(data_dir, owner.is_some())?;
+        let data_dir = data_dir.canonicalize()?;
         if let Some((uid, gid)) = owner {
             chown_tree(&data_dir, uid, gid)?;
-            make_ancestors_traversable(&data_dir)?;
+            if let Some(closed) = first_closed_ancestor(&data_dir)? {
+                return Err(ClusterError::Unreachable(closed));
+            }
         }
         let port = match port {
             Some(p) => p,
             None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
+        };
+        let file = Passwords::file(&data_dir);
+        let existing = Passwords::read(&file)?;
+        let first_passwords = existing.is_none();
+        let passwords = match existing {
+            Some(passwords) => passwords,
+            None => Passwords::create(&file)?,
         };
         let cluster = Self {
             data_dir,
             bin,
             port,
             owner,
+            passwords,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             cluster.initdb()?;
-        } else if cluster.data_dir.join("postmaster.pid").exists() {
-            // Left running by a process that was killed: stop it and start afresh.
-            let _ = cluster.stop();
+        } else {
+            if cluster.data_dir.join("postmaster.pid").exists() {
+                // Left running by a process that was killed: stop it and start afresh.
+                let _ = cluster.stop();
+            }
+            if first_passwords {
+                // A cluster from before passwords (it trusted local connections): give the
+                // superuser its password while it still lets us in, then lock it.
+                cluster.launch()?;
+                let password = &cluster.passwords.superuser;
+                cluster.execute(
+                    "postgres",
+                    &format!("ALTER ROLE postgres PASSWORD '{password}'"),
+                )?;
+                cluster.stop()?;
+            }
         }
+        cluster.write_hba()?;
         cluster.launch()?;
         Ok(cluster)
     }
@@ -103,9 +207,14 @@ impl PgCluster {
         &self.data_dir
     }
 
-    /// A URL for the superuser `postgres` to database `db`.
+    /// A URL for the superuser `postgres` to database `db`, with its password.
     pub fn superuser_url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        self.url("postgres", &self.passwords.superuser, db)
+    }
+
+    /// A URL for `role` with `password` to database `db`, over TCP on loopback.
+    fn url(&self, role: &str, password: &str, db: &str) -> String {
+        format!("postgres://{role}:{password}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Runs SQL in database `db` as the superuser (with `psql`, stopping at the first error).
@@ -126,7 +235,9 @@ impl PgCluster {
         let port = self.port.to_string();
         let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db];
         all.extend_from_slice(args);
-        self.run("psql", &all)
+        let mut command = self.command("psql", &all);
+        command.env("PGPASSWORD", &self.passwords.superuser);
+        output(command, "psql")
     }
 
     /// Creates (once) the database `db`, owned by the role `gatehouse_owner` (which runs
@@ -136,14 +247,20 @@ impl PgCluster {
     /// # Errors
     /// [`ClusterError::Tool`] when the SQL fails.
     pub fn provision(&self, db: &str) -> Result<Provisioned, ClusterError> {
+        let Passwords { owner, app, .. } = &self.passwords;
+        // The passwords file is the truth: they are set at every provisioning.
         self.execute(
             "postgres",
-            "DO $$ BEGIN \
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_owner') THEN \
-                 CREATE ROLE gatehouse_owner LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE; END IF; \
-               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'gatehouse_app') THEN \
-                 CREATE ROLE gatehouse_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB; END IF; \
-             END $$;",
+            &format!(
+                "DO $$ BEGIN \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER_ROLE}') THEN \
+                 CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE; END IF; \
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN \
+                 CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB; END IF; \
+             END $$; \
+             ALTER ROLE {OWNER_ROLE} PASSWORD '{owner}'; \
+             ALTER ROLE {APP_ROLE} PASSWORD '{app}';"
+            ),
         )?;
         let exists = self.query_one(
             "postgres",
@@ -156,10 +273,9 @@ impl PgCluster {
             )?;
             self.execute(db, "REVOKE ALL ON SCHEMA public FROM PUBLIC; GRANT USAGE ON SCHEMA public TO gatehouse_app")?;
         }
-        let url = |role: &str| format!("postgres://{role}@127.0.0.1:{}/{db}", self.port);
         Ok(Provisioned {
-            owner_url: url("gatehouse_owner"),
-            app_url: url("gatehouse_app"),
+            owner_url: self.url(OWNER_ROLE, owner, db),
+            app_url: self.url(APP_ROLE, app, db),
         })
     }
 
@@ -186,26 +302,59 @@ impl PgCluster {
 
     fn initdb(&self) -> Result<(), ClusterError> {
         let dir = self.data_dir.to_string_lossy().into_owned();
-        self.run(
+        // The superuser's password, for initdb to read: beside the data directory (which
+        // initdb needs empty), readable by the cluster's user only, removed at once.
+        let mut pwfile = self.data_dir.as_os_str().to_owned();
+        pwfile.push(".initdb-password");
+        let pwfile = PathBuf::from(pwfile);
+        let _ = std::fs::remove_file(&pwfile);
+        gatehouse_core::secret_file::create_secret_file(
+            &pwfile,
+            self.passwords.superuser.as_bytes(),
+        )?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
+        }
+        let pwfile_arg = format!("--pwfile={}", pwfile.display());
+        let done = self.run(
             "initdb",
             &[
                 "-D",
                 &dir,
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth=scram-sha-256",
+                &pwfile_arg,
                 "--encoding=UTF8",
-                "--no-sync",
             ],
-        )
-        .map(drop)
+        );
+        std::fs::remove_file(&pwfile)?;
+        done.map(drop)
+    }
+
+    /// Client authentication: a password (SCRAM) for every role, over the socket in the
+    /// data directory and over loopback; nothing else. Written at every start, so a
+    /// cluster from before passwords is locked too.
+    fn write_hba(&self) -> Result<(), ClusterError> {
+        let hba = self.data_dir.join("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            "# Written by Gatehouse at every start: every role logs in with its password.\n\
+             local all all scram-sha-256\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host all all ::1/128 scram-sha-256\n",
+        )?;
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(&hba, Some(uid), Some(gid))?;
+        }
+        Ok(())
     }
 
     fn launch(&self) -> Result<(), ClusterError> {
         let dir = self.data_dir.to_string_lossy().into_owned();
         let log = self.data_dir.join("server.log");
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=200",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
             self.port, dir
         );
         let log_arg = log.to_string_lossy().into_owned();
@@ -230,6 +379,7 @@ impl PgCluster {
         command
             .args(args)
             .stdin(Stdio::null())
+            .env_remove("PGPASSWORD")
             .current_dir(&self.data_dir);
         if let Some((uid, gid)) = self.owner {
             command.uid(uid).gid(gid);
@@ -239,19 +389,24 @@ impl PgCluster {
 
     /// Runs a PostgreSQL tool; its standard output on success.
     fn run(&self, tool: &str, args: &[&str]) -> Result<String, ClusterError> {
-        let out = self.command(tool, args).output()?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(ClusterError::Tool {
-                tool: tool.to_string(),
-                output: format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-            })
-        }
+        output(self.command(tool, args), tool)
+    }
+}
+
+/// Runs `command` (the PostgreSQL tool `tool`); its standard output on success.
+fn output(mut command: Command, tool: &str) -> Result<String, ClusterError> {
+    let out = command.output()?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(ClusterError::Tool {
+            tool: tool.to_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
     }
 }
 
@@ -323,45 +478,72 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `postgres` user must be able to reach its data directory: adds search (`o+x`, not
-/// read) permission to ancestors that lack it, e.g. a private temporary directory.
-fn make_ancestors_traversable(dir: &Path) -> std::io::Result<()> {
+/// Creates `data_dir` (mode 700) and the folders above it that are missing: mode 700, or
+/// 711 when the cluster runs as another user (who must pass them, not list them).
+fn create_dirs(data_dir: &Path, for_another_user: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mode = if for_another_user { 0o711 } else { 0o700 };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
+/// The first folder above `dir` that others may not pass (no `o+x`): the `postgres` user
+/// could not reach the data directory through it. Never changed here: widening a folder
+/// the user made private is not this crate's call.
+fn first_closed_ancestor(dir: &Path) -> std::io::Result<Option<PathBuf>> {
     use std::os::unix::fs::PermissionsExt;
     for ancestor in dir.ancestors().skip(1) {
-        let meta = std::fs::metadata(ancestor)?;
-        let mode = meta.permissions().mode();
+        let mode = std::fs::metadata(ancestor)?.permissions().mode();
         if mode & 0o001 == 0 {
-            std::fs::set_permissions(ancestor, std::fs::Permissions::from_mode(mode | 0o001))?;
+            return Ok(Some(ancestor.to_path_buf()));
         }
     }
-    Ok(())
+    Ok(None)
+}
+
+/// A temporary folder for a test or a bench to start clusters in: passable by others
+/// (mode 711), so that the `postgres` user reaches a cluster in it when tests run as root.
+///
+/// # Errors
+/// The I/O error.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("gatehouse-pg-")
+        .permissions(std::fs::Permissions::from_mode(0o711))
+        .tempdir()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]
     fn starts_stops_and_restarts_a_real_cluster() {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = scratch_dir().unwrap();
         let cluster = PgCluster::start(&tmp.path().join("pg"), None).unwrap();
         assert!(std::net::TcpStream::connect(("127.0.0.1", cluster.port())).is_ok());
         cluster.stop().unwrap();
         assert!(std::net::TcpStream::connect(("127.0.0.1", cluster.port())).is_err());
         cluster.restart().unwrap();
         assert!(std::net::TcpStream::connect(("127.0.0.1", cluster.port())).is_ok());
-        assert!(
-            cluster
-                .superuser_url("postgres")
-                .starts_with("postgres://postgres@127.0.0.1:")
-        );
         let urls = cluster.provision("gatehouse").unwrap();
         assert_eq!(
             urls,
             cluster.provision("gatehouse").unwrap(),
             "provisioning twice is harmless"
         );
-        assert!(urls.app_url.contains("gatehouse_app@"));
+        assert!(urls.app_url.starts_with("postgres://gatehouse_app:"));
         let app_is_plain = cluster
             .query_one(
                 "postgres",
@@ -369,5 +551,102 @@ mod tests {
             )
             .unwrap();
         assert_eq!(app_is_plain.trim(), "f");
+    }
+
+    /// A connection attempt as `role` with `password` (none: no password at all), over
+    /// loopback or, with `socket`, the Unix socket in the data directory.
+    fn login(cluster: &PgCluster, role: &str, password: Option<&str>, socket: bool) -> bool {
+        let port = cluster.port().to_string();
+        let dir = cluster.data_dir().to_string_lossy().into_owned();
+        let host = if socket { dir.as_str() } else { "127.0.0.1" };
+        let args = [
+            "-w", "-h", host, "-p", &port, "-U", role, "-d", "postgres", "-c", "SELECT 1",
+        ];
+        let mut command = cluster.command("psql", &args);
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        output(command, "psql").is_ok()
+    }
+
+    #[test]
+    fn a_cluster_lets_in_only_those_with_its_passwords_and_syncs_what_it_commits() {
+        let tmp = scratch_dir().unwrap();
+        let data_dir = tmp.path().join("state/pg");
+        let cluster = PgCluster::start(&data_dir, None).unwrap();
+        cluster.provision("gatehouse").unwrap();
+        let superuser = cluster.passwords.superuser.clone();
+        for socket in [false, true] {
+            for role in ["postgres", OWNER_ROLE, APP_ROLE] {
+                assert!(
+                    !login(&cluster, role, None, socket),
+                    "{role} without a password"
+                );
+                assert!(
+                    !login(&cluster, role, Some("guess"), socket),
+                    "{role} guessing"
+                );
+            }
+            assert!(login(&cluster, "postgres", Some(&superuser), socket));
+        }
+        let app = cluster.passwords.app.clone();
+        assert!(login(&cluster, APP_ROLE, Some(&app), false));
+        assert_eq!(
+            cluster.query_one("postgres", "SHOW fsync").unwrap().trim(),
+            "on"
+        );
+
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&cluster.data_dir), 0o700);
+        assert_eq!(mode(&Passwords::file(&cluster.data_dir)), 0o600);
+        let created = cluster.data_dir.parent().unwrap();
+        assert_eq!(mode(created), if is_root() { 0o711 } else { 0o700 });
+
+        // Started again, the same passwords let the same roles in.
+        drop(cluster);
+        let again = PgCluster::start(&data_dir, None).unwrap();
+        assert!(login(&again, "postgres", Some(&superuser), false));
+        assert!(login(&again, APP_ROLE, Some(&app), false));
+    }
+
+    #[test]
+    fn a_trusting_cluster_from_before_passwords_is_locked_at_its_next_start() {
+        let tmp = scratch_dir().unwrap();
+        let data_dir = tmp.path().join("pg");
+        let cluster = PgCluster::start(&data_dir, None).unwrap();
+        // What older versions left: trust for everyone, and no passwords file.
+        std::fs::write(
+            cluster.data_dir.join("pg_hba.conf"),
+            "host all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        cluster.stop().unwrap();
+        let port = cluster.port();
+        std::fs::remove_file(Passwords::file(&cluster.data_dir)).unwrap();
+        std::mem::forget(cluster);
+        let locked = PgCluster::start(&data_dir, Some(port)).unwrap();
+        assert!(!login(&locked, "postgres", None, false));
+        let superuser = locked.passwords.superuser.clone();
+        assert!(login(&locked, "postgres", Some(&superuser), false));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_data_directory_the_postgres_user_cannot_reach_is_refused_not_opened() {
+        if !is_root() {
+            return; // Only root runs the cluster as another user.
+        }
+        let private = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap();
+        let before = mode_of(private.path());
+        let err = PgCluster::start(&private.path().join("pg"), None).unwrap_err();
+        assert!(matches!(err, ClusterError::Unreachable(_)), "{err}");
+        assert_eq!(mode_of(private.path()), before, "never widened");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 }

@@ -47,7 +47,7 @@ struct AuditLog {
 
 impl AuditLog {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = gatehouse_pgcluster::scratch_dir().unwrap();
         let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
         let urls = cluster.provision("gatehouse").unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -22,7 +22,7 @@ pub async fn serve(
     secret_key: &str,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    std::fs::create_dir_all(root)?;
+    gatehouse_core::secret_file::create_private_dir(root)?;
     let fs = s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(access_key, secret_key));

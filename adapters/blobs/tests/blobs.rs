@@ -24,7 +24,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = gatehouse_pgcluster::scratch_dir().unwrap();
     let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
     let urls = cluster.provision("gatehouse").unwrap();
     let owner = PgPoolOptions::new()

@@ -113,7 +113,8 @@ impl EmbeddedIndex {
         if !create && !directory.join("meta.json").exists() {
             return Ok(None);
         }
-        std::fs::create_dir_all(&directory)?;
+        // Indexes hold the documents' text: readable by the owner only.
+        gatehouse_core::secret_file::create_private_dir(&directory)?;
         let index = Index::open_or_create(
             tantivy::directory::MmapDirectory::open(&directory)?,
             Fields::schema().0,

@@ -28,7 +28,7 @@ fn tenant(name: &str) -> TenantId {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = gatehouse_pgcluster::scratch_dir().unwrap();
     let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
     let urls = cluster.provision("gatehouse").unwrap();
     let owner = PgPoolOptions::new()
@@ -384,7 +384,7 @@ async fn a_running_worker_is_woken_by_the_commit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_older_than_the_outbox_are_indexed_after_the_upgrade() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = gatehouse_pgcluster::scratch_dir().unwrap();
     let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
     let urls = cluster.provision("gatehouse").unwrap();
     let owner = PgPoolOptions::new()

@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+use cedar_policy::EntityUid;
 use gatehouse_core::TenantId;
+use gatehouse_core::secret_file::create_secret_file;
 use gatehouse_core::time::now_unix_seconds;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -78,6 +79,8 @@ struct Claims {
     #[serde(default)]
     nbf: Option<u64>,
     #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
     agent: Option<String>,
     #[serde(default)]
     amr: Vec<String>,
@@ -90,6 +93,7 @@ pub struct Authenticator {
     keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
     validation: Validation,
     tenant_claim: String,
+    max_lifetime: u64,
     api_keys: HashMap<String, (TenantId, EntityUid)>,
     verified: moka::sync::Cache<Box<str>, Arc<Verified>>,
 }
@@ -141,8 +145,7 @@ impl Authenticator {
                 keys.push((jwk.common.key_id.clone(), alg, key));
             }
         }
-        if config.allow_hs256 {
-            let secret = config.hs256_secret.as_ref().map_or("", |s| s.expose());
+        if let Some(secret) = hs256_secret(config)? {
             keys.push((
                 None,
                 Algorithm::HS256,
@@ -169,6 +172,7 @@ impl Authenticator {
             keys,
             validation,
             tenant_claim: tenant_claim.to_string(),
+            max_lifetime: config.max_token_lifetime_seconds,
             api_keys: by_hash,
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_TOKENS)
@@ -224,13 +228,13 @@ impl Authenticator {
                 ))
             };
         }
-        let verified = self.verify(token)?;
+        let verified = self.verify(token, now)?;
         let principal = verified.principal.clone();
         self.verified.insert(token.into(), Arc::new(verified));
         Ok(principal)
     }
 
-    fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+    fn verify(&self, token: &str, now: u64) -> Result<Verified, AuthError> {
         let invalid = |m: String| AuthError::InvalidToken(m);
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
         let (_, alg, key) = self
@@ -243,8 +247,19 @@ impl Authenticator {
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|e| invalid(e.to_string()))?
             .claims;
+        let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(now));
+        if lifetime > self.max_lifetime {
+            return Err(invalid(format!(
+                "the token is valid for {lifetime} s, longer than the {} s allowed",
+                self.max_lifetime
+            )));
+        }
         let tenant = match claims.rest.get(&self.tenant_claim) {
-            None => None,
+            None if self.tenant_claim.is_empty() => None,
+            None => {
+                let claim = &self.tenant_claim;
+                return Err(invalid(format!("the token has no `{claim}` claim")));
+            }
             Some(serde_json::Value::String(t)) => {
                 Some(TenantId::parse(t).map_err(|e| invalid(e.to_string()))?)
             }
@@ -268,10 +283,11 @@ impl Authenticator {
     }
 }
 
-/// A development token: HS256 with the configured secret, valid for an hour.
+/// A development token: HS256 with development mode's secret (or the configured one),
+/// valid for an hour.
 ///
 /// # Errors
-/// [`ConfigError`] unless `allow_hs256` is on and the secret resolves.
+/// [`ConfigError`] unless development mode or `allow_hs256` is on.
 pub fn dev_token(
     config: &IdentityConfig,
     user: &str,
@@ -279,12 +295,11 @@ pub fn dev_token(
     agent: Option<&str>,
     mfa: bool,
 ) -> Result<String, ConfigError> {
-    if !config.allow_hs256 {
+    let Some(secret) = hs256_secret(config)? else {
         return Err(ConfigError::Invalid(
-            "dev tokens need identity.allow_hs256 = true".into(),
+            "dev tokens need identity.development = true (or allow_hs256)".into(),
         ));
-    }
-    let secret = config.hs256_secret.as_ref().map_or("", |s| s.expose());
+    };
     let now = now_unix_seconds();
     let mut claims = serde_json::json!({
         "iss": config.issuer, "aud": config.audience, "sub": user, "tenant": tenant,
@@ -299,6 +314,39 @@ pub fn dev_token(
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key)
         .map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// The secret HS256 tokens may be signed with: development mode's, or the configured one;
+/// none when HS256 is off.
+fn hs256_secret(config: &IdentityConfig) -> Result<Option<String>, ConfigError> {
+    if config.development {
+        return dev_secret(&config.dev_secret_file).map(Some);
+    }
+    if config.allow_hs256 {
+        return Ok(config.hs256_secret.as_ref().map(|s| s.expose().to_string()));
+    }
+    Ok(None)
+}
+
+/// Development mode's secret: read from `path`, or made (32 random bytes) and written there,
+/// mode 600, on first use. Random per data directory, so no two installations share one.
+fn dev_secret(path: &std::path::Path) -> Result<String, ConfigError> {
+    use base64::Engine as _;
+    let unreadable =
+        |e: std::io::Error| ConfigError::Invalid(format!("dev secret {}: {e}", path.display()));
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text.trim().to_string());
+    }
+    let secret =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    match create_secret_file(path, secret.as_bytes()) {
+        Ok(()) => Ok(secret),
+        // Made meanwhile by another process (the gateway and `dev-token` at once).
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(unreadable),
+        Err(e) => Err(unreadable(e)),
+    }
 }
 
 /// The algorithm a JWK is for: its `alg`, or the one its key type implies.
@@ -324,16 +372,14 @@ fn key_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Result<Algorithm, ConfigError>
 }
 
 fn uid(kind: &str, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(
-        kind.parse::<EntityTypeName>()
-            .expect("User and Agent are valid type names"),
-        EntityId::new(id),
-    )
+    // INVARIANT: only called with `User` and `Agent`.
+    gatehouse_pdp::uid::entity(kind, id).expect("User and Agent are valid type names")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn authenticator() -> (Authenticator, IdentityConfig) {
         let config: IdentityConfig = toml::from_str(
@@ -341,7 +387,7 @@ mod tests {
             issuer = "https://id.test"
             audience = "gatehouse"
             allow_hs256 = true
-            hs256_secret = "unit-test-secret"
+            hs256_secret = "unit-test-secret-of-thirty-two-bytes"
             leeway_seconds = 0
             "#,
         )
@@ -380,5 +426,77 @@ mod tests {
             &token[signature_at + 1..]
         );
         assert!(auth.token(&tampered, now_unix_seconds()).is_err());
+    }
+
+    fn signed(claims: &serde_json::Value, secret: &str) -> String {
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), claims, &key).unwrap()
+    }
+
+    #[test]
+    fn development_mode_signs_with_a_random_secret_of_its_own_kept_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("state/dev-hs256.secret");
+        let config: IdentityConfig = toml::from_str(&format!(
+            "issuer = \"https://id.test\"\naudience = \"gatehouse\"\ndevelopment = true\ndev_secret_file = \"{}\"",
+            secret_file.display()
+        ))
+        .unwrap();
+        let auth = Authenticator::new(&config, "tenant", &[]).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&secret_file), 0o600);
+        assert_eq!(mode(secret_file.parent().unwrap()), 0o700);
+        let token = dev_token(&config, "acme-ada", "acme", None, false).unwrap();
+        assert!(auth.token(&token, now_unix_seconds()).is_ok());
+        // The secret that used to be the demo's is worth nothing now.
+        let now = now_unix_seconds();
+        let claims = json!({"iss": "https://id.test", "aud": "gatehouse", "sub": "acme-ada",
+            "tenant": "acme", "iat": now, "exp": now + 600});
+        let forged = signed(&claims, "gatehouse-dev-secret-change-me");
+        assert_eq!(
+            auth.token(&forged, now).unwrap_err().code(),
+            "invalid_token"
+        );
+        // Another installation makes another secret.
+        let other = IdentityConfig {
+            dev_secret_file: dir.path().join("other.secret"),
+            ..config.clone()
+        };
+        Authenticator::new(&other, "tenant", &[]).unwrap();
+        assert_ne!(
+            std::fs::read(&secret_file).unwrap(),
+            std::fs::read(&other.dev_secret_file).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_token_without_the_tenant_claim_or_living_too_long_is_refused() {
+        let (auth, config) = authenticator();
+        let secret = config.hs256_secret.as_ref().unwrap().expose();
+        let now = now_unix_seconds();
+        let base = json!({"iss": "https://id.test", "aud": "gatehouse", "sub": "acme-ada",
+            "tenant": "acme", "iat": now, "exp": now + 600});
+        assert!(auth.token(&signed(&base, secret), now).is_ok());
+        let mut untenanted = base.clone();
+        untenanted.as_object_mut().unwrap().remove("tenant");
+        let refused = auth.token(&signed(&untenanted, secret), now).unwrap_err();
+        assert!(
+            refused.to_string().contains("no `tenant` claim"),
+            "{refused}"
+        );
+        // With no tenant claim configured, the host alone names the tenant.
+        let hostly = Authenticator::new(&config, "", &[]).unwrap();
+        assert!(hostly.token(&signed(&untenanted, secret), now).is_ok());
+
+        let mut forever = base.clone();
+        forever["exp"] = json!(now + 30 * 365 * 24 * 3600);
+        let refused = auth.token(&signed(&forever, secret), now).unwrap_err();
+        assert!(refused.to_string().contains("longer than"), "{refused}");
+        forever.as_object_mut().unwrap().remove("iat");
+        assert!(
+            auth.token(&signed(&forever, secret), now).is_err(),
+            "without iat too"
+        );
     }
 }

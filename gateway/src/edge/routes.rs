@@ -190,10 +190,10 @@ fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, Route
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, EMBEDDED_DEFAULTS};
+    use crate::config::{Config, DEMO};
 
     fn routes() -> Routes {
-        let c = Config::parse(EMBEDDED_DEFAULTS, "embedded").unwrap();
+        let c = Config::parse(DEMO, "embedded").unwrap();
         Routes::compile(&c.routes, &c.upstreams).unwrap()
     }
 

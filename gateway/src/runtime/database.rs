@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use gatehouse_audit::checkpoint::CheckpointSigner;
 use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig};
+use gatehouse_core::secret_file::replace_secret_file;
 use gatehouse_pgcluster::PgCluster;
 use gatehouse_schemas::migrate;
 use pingora::server::ShutdownWatch;
@@ -21,6 +22,14 @@ use gatehouse_core::TenantId;
 
 use crate::config::{AuditConfig, DatabaseConfig};
 use crate::runtime::entity_store as entities;
+
+/// Where the private cluster's application URL is written at each start:
+/// `<data_dir>.url`, mode 600.
+pub fn app_url_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push(".url");
+    name.into()
+}
 
 /// The database the gateway writes to.
 pub struct Database {
@@ -60,6 +69,11 @@ impl Database {
                         )
                     })?;
                 let urls = cluster.provision("gatehouse")?;
+                // For the operator's tools (`platformctl audit … --database-url`): the
+                // application role's URL, password included, readable by the owner only.
+                let url_file = app_url_file(&config.data_dir);
+                replace_secret_file(&url_file, urls.app_url.as_bytes())
+                    .with_context(|| format!("writing {}", url_file.display()))?;
                 (Some(cluster), urls.app_url, Some(urls.owner_url))
             }
         };
@@ -142,7 +156,7 @@ impl BackgroundService for AuditService {
     async fn start(&self, shutdown: ShutdownWatch) {
         let queue = self.queue.clone();
         if let Some(parent) = self.config.spool.parent() {
-            let _ = std::fs::create_dir_all(parent);
+            let _ = gatehouse_core::secret_file::create_private_dir(parent);
         }
         match audit_pool(&self.app_url) {
             Ok(pool) => {

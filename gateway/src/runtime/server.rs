@@ -145,6 +145,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             url: database.app_url.clone(),
         });
     }
+    if config.identity.development {
+        let secret = config.identity.dev_secret_file.display().to_string();
+        tracing::warn!(target: "gatehouse::server", secret, "DEVELOPMENT MODE: HS256 tokens signed with the secret in this file are accepted for any user of any tenant; every listener is on loopback. Never use this configuration in production (gatehouse --print-default-config prints a template).");
+        eprintln!(
+            "gatehouse: DEVELOPMENT MODE, loopback only: tokens signed with {secret} are accepted for anyone"
+        );
+    }
     tracing::info!(
         target: "gatehouse::server",
         listen = %config.server.listen,

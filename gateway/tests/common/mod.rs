@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 pub const ISSUER: &str = "https://id.test";
 pub const AUDIENCE: &str = "gatehouse-test";
-pub const HS256_SECRET: &str = "test-only-hs256-secret";
+pub const HS256_SECRET: &str = "test-only-hs256-secret-of-at-least-32-bytes";
 pub const API_KEY: &str = "acme-service-key-1";
 
 pub fn repo() -> PathBuf {
@@ -312,7 +312,7 @@ impl Gateway {
     }
 
     fn start_configured(mode: DatabaseMode, documents: bool) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = gatehouse_pgcluster::scratch_dir().unwrap();
         let (postgres, database, app_url) = match mode {
             DatabaseMode::External => {
                 let cluster = PgCluster::start(&dir.path().join("pg"), None).unwrap();
@@ -328,11 +328,7 @@ impl Gateway {
                     "data_dir = \"{}/embedded-pg\"\nport = {port}",
                     dir.path().display()
                 );
-                (
-                    None,
-                    section,
-                    format!("postgres://gatehouse_app@127.0.0.1:{port}/gatehouse"),
-                )
+                (None, section, String::new())
             }
         };
         copy_dir(&repo().join("policies"), &dir.path().join("policies"));
@@ -430,7 +426,8 @@ sha256 = "{api_key_hash}"
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let gateway = Self {
+        let dir_path = dir.path().to_path_buf();
+        let mut gateway = Self {
             child,
             metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
             postgres,
@@ -453,6 +450,11 @@ sha256 = "{api_key_hash}"
             stderr_path,
         };
         gateway.wait_ready();
+        if let DatabaseMode::Embedded(_) = mode {
+            // The gateway's own cluster has passwords of its own: its URL file names them.
+            let url_file = dir_path.join("embedded-pg.url");
+            gateway.app_url = std::fs::read_to_string(url_file).unwrap();
+        }
         if documents {
             // The adapters are background services: they may listen a moment after the proxy.
             for port in [documents_port, documents_port + 1, documents_port + 3] {
