@@ -577,6 +577,11 @@ pub struct UpstreamConfig {
     pub name: String,
     /// `host:port` of a plain-HTTP server.
     pub address: String,
+    /// Pass the client's own credentials (`Authorization`, `X-API-Key`) on to it. Off by
+    /// default: an upstream gets the signed context instead, and could replay a token
+    /// or key it was given.
+    #[serde(default)]
+    pub forward_credentials: bool,
 }
 
 /// One route: method and path pattern to a Cedar action and resource, and an upstream.

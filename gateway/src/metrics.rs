@@ -87,27 +87,43 @@ pub fn render() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Serves `GET /metrics` on its own address, apart from the proxied traffic.
+/// Serves `GET /metrics`, and `GET /readyz` with the serving bundle's name, version and
+/// hash, on its own address, apart from the proxied traffic (whose `/readyz` says only
+/// whether it is ready).
 pub struct MetricsEndpoint {
     /// Where it listens.
     pub address: String,
+    /// The decision point, for its serving bundle.
+    pub pdp: std::sync::Arc<gatehouse_pdp::Pdp>,
 }
 
 #[async_trait]
 impl BackgroundService for MetricsEndpoint {
     async fn start(&self, shutdown: ShutdownWatch) {
-        serve(&self.address, shutdown, |head| {
+        let pdp = self.pdp.clone();
+        serve(&self.address, shutdown, move |head| {
             if head.starts_with("GET /metrics") {
                 Answer {
                     status: "200 OK",
                     content_type: "text/plain; version=0.0.4",
                     body: render(),
                 }
+            } else if head.starts_with("GET /readyz") {
+                let bundle = pdp.bundle().snapshot();
+                let id = bundle.id();
+                let body = serde_json::json!({
+                    "bundle": { "name": &*id.name, "version": &*id.version, "hash": &*id.hash },
+                });
+                Answer {
+                    status: "200 OK",
+                    content_type: "application/json",
+                    body: body.to_string(),
+                }
             } else {
                 Answer {
                     status: "404 Not Found",
                     content_type: "text/plain",
-                    body: "only /metrics here\n".into(),
+                    body: "only /metrics and /readyz here\n".into(),
                 }
             }
         })

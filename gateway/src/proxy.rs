@@ -36,6 +36,21 @@ use crate::metrics;
 use crate::refusal::Refusal;
 use crate::runtime::entity_store::Store;
 
+/// The most of a refused request's path an audit record keeps.
+const MAX_AUDITED_PATH: usize = 256;
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The headers that carry a client's credentials (tokens, share links, API keys).
+const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "x-api-key"];
+
 /// Everything a request needs, shared by all requests.
 pub struct Gateway {
     /// Decides and audits (and holds the decision point and the entities).
@@ -67,6 +82,7 @@ pub struct RequestState {
     decision: Option<&'static str>,
     code: Option<&'static str>,
     upstream: Option<SocketAddr>,
+    forward_credentials: bool,
     forwarded: Option<String>,
     upstream_started: Option<Instant>,
 }
@@ -115,7 +131,7 @@ impl ProxyHttp for ProxyWorker {
         let path = session.req_header().uri.path();
         if path == decision_api::WELL_KNOWN {
             ctx.code = Some("pdp_api");
-            let body = decision_api::metadata(&public_base(session));
+            let body = decision_api::metadata(&self.public_base(session));
             respond(session, 200, &body, None).await?;
             return Ok(true);
         }
@@ -146,7 +162,8 @@ impl ProxyHttp for ProxyWorker {
         Ok(Box::new(HttpPeer::new(upstream, false, String::new())))
     }
 
-    /// Replaces any client-sent context with the signed one, and passes the trace on.
+    /// Replaces any client-sent context with the signed one, keeps the client's
+    /// credentials from upstreams not configured to receive them, and passes the trace on.
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -154,6 +171,11 @@ impl ProxyHttp for ProxyWorker {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         upstream_request.remove_header(CONTEXT_HEADER);
+        if !ctx.forward_credentials {
+            for credential in CREDENTIAL_HEADERS {
+                upstream_request.remove_header(credential);
+            }
+        }
         // Cloned, not taken: Pingora calls this again when it retries on a fresh
         // connection (a reused one the upstream had closed), and the retry needs it too.
         if let Some(signed) = &ctx.forwarded {
@@ -218,13 +240,12 @@ impl ProxyHttp for ProxyWorker {
 
 impl Gateway {
     /// `/healthz`: the process is up. `/readyz`: a valid bundle is serving (always, once
-    /// started) and the entity store answers; 503 otherwise.
+    /// started) and the entity store answers; 503 otherwise. Which bundle serves is for
+    /// the metrics listener to say, not for anyone who can reach the proxy.
     async fn health(&self, path: &str) -> Option<(u16, Value)> {
         match path {
             "/healthz" => Some((200, json!({ "status": "ok" }))),
             "/readyz" => {
-                let bundle = self.authorizer.pdp().bundle().snapshot();
-                let id = bundle.id();
                 let store = match self.authorizer.store() {
                     Store::Memory(_) => true,
                     Store::Postgres(store) => store.ready().await,
@@ -232,7 +253,6 @@ impl Gateway {
                 let body = json!({
                     "ready": store,
                     "entity_store": if store { "up" } else { "down" },
-                    "bundle": { "name": &*id.name, "version": &*id.version, "hash": &*id.hash },
                 });
                 Some((if store { 200 } else { 503 }, body))
             }
@@ -262,23 +282,42 @@ impl Gateway {
         let tenant = match tenant::resolve(from_host.clone(), principal.tenant.clone()) {
             Ok(tenant) => tenant,
             Err(e) => {
-                // Someone of one tenant knocking on another's door: on the record of both.
+                // Someone of one tenant knocking on another's door: on the record of both,
+                // if they exist, charged to the rate of the caller's own tenant (so that
+                // nobody can flood another tenant's log), with a bounded path.
                 ctx.decision_id = Some(new_decision_id());
+                if let Some(own) = &principal.tenant
+                    && let Admission::RateLimited(seconds) = self.tenants.admit(own)
+                {
+                    let mut refusal = Refusal::new(
+                        429,
+                        "rate_limited",
+                        "too many requests for this tenant's plan",
+                    );
+                    refusal.retry_after = Some(seconds);
+                    return Err(refusal);
+                }
                 let origin = Origin {
-                    route: session.req_header().uri.path().to_string(),
+                    route: bounded(session.req_header().uri.path(), MAX_AUDITED_PATH).to_string(),
                     trace_id: trace_id(ctx),
                     client_ip: client_ip(session),
                     asked_by: None,
                 };
-                for tenant in from_host.iter().chain(principal.tenant.iter()) {
+                let known = from_host.iter().chain(principal.tenant.iter());
+                for tenant in known.filter(|t| self.tenants.is_known(t)) {
                     self.authorizer
                         .audit_refusal(tenant, &principal, e.code(), &origin);
                 }
                 return Err(refuse(e));
             }
         };
-        ctx.tenant = Some(tenant.clone());
-        match self.tenants.admit(&tenant) {
+        let admission = self.tenants.admit(&tenant);
+        if admission != Admission::Unknown {
+            // Only tenants that exist name metrics series and log lines: a made-up host
+            // must not grow the metrics without bound.
+            ctx.tenant = Some(tenant.clone());
+        }
+        match admission {
             Admission::Admit => Ok((principal, tenant)),
             Admission::Unknown => Err(Refusal::new(404, "unknown_tenant", "no such tenant")),
             Admission::RateLimited(seconds) => {
@@ -355,6 +394,7 @@ impl Gateway {
             })?;
         ctx.forwarded = Some(signed);
         ctx.upstream = Some(matched.route.upstream);
+        ctx.forward_credentials = matched.route.forward_credentials;
         Ok(())
     }
 }
@@ -386,7 +426,7 @@ impl Gateway {
         let reply = self.api.handle(&method, &path, &caller, &body).await;
         ctx.code = Some("pdp_api");
         ctx.action = Some(path);
-        let request_id = header(session, "x-request-id").map(str::to_string);
+        let request_id = request_id(session);
         let written = respond_with(
             session,
             reply.status,
@@ -431,7 +471,7 @@ async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal)
     ctx.code = Some(refusal.code);
     let trace_id = ctx.trace.as_ref().map(|t| t.trace_id.as_str());
     let body = refusal.request_body(ctx.decision_id.as_deref(), trace_id);
-    let request_id = header(session, "x-request-id").map(str::to_string);
+    let request_id = request_id(session);
     respond_with(
         session,
         refusal.status,
@@ -470,11 +510,41 @@ async fn read_body(session: &mut Session, limit: usize) -> std::result::Result<V
     }
 }
 
-/// The scheme and host the client reached the gateway at.
-fn public_base(session: &Session) -> String {
-    let scheme = header(session, "x-forwarded-proto").unwrap_or("http");
-    let host = header(session, "host").unwrap_or("localhost");
-    format!("{scheme}://{host}")
+impl Gateway {
+    /// The scheme and host the client reached the gateway at, as far as they can be
+    /// trusted: `http` or `https`, and a host of the configured domain (or the loopback
+    /// name), never text a client made up to be echoed in a document others act on.
+    fn public_base(&self, session: &Session) -> String {
+        let scheme = match header(session, "x-forwarded-proto") {
+            Some("https") => "https",
+            _ => "http",
+        };
+        let host = header(session, "host")
+            .filter(|h| is_host_of(h, self.base_domain.as_deref()))
+            .unwrap_or("localhost");
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Whether `host` (`name[:port]`) is a plain host name of `domain` (itself or below it),
+/// or `localhost`.
+fn is_host_of(host: &str, domain: Option<&str>) -> bool {
+    let (name, port) = host.rsplit_once(':').unwrap_or((host, ""));
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let port_ok = port.len() <= 5 && port.chars().all(|c| c.is_ascii_digit());
+    if name.is_empty() || name.len() > 253 || !name.chars().all(plain) || !port_ok {
+        return false;
+    }
+    let name = name.to_ascii_lowercase();
+    name == "localhost" || domain.is_some_and(|d| name == d || name.ends_with(&format!(".{d}")))
+}
+
+/// The client's `X-Request-ID`, to echo (AuthZEN): at most 128 visible ASCII characters;
+/// anything else is not repeated back.
+fn request_id(session: &Session) -> Option<String> {
+    header(session, "x-request-id")
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
 }
 
 async fn respond(
@@ -511,4 +581,34 @@ async fn respond_with(
         .write_response_header(Box::new(response), false)
         .await?;
     session.write_response_body(Some(body), true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host_of;
+
+    #[test]
+    fn only_plain_hosts_of_the_domain_are_taken_from_the_client() {
+        let domain = Some("gatehouse.test");
+        for good in [
+            "acme.gatehouse.test",
+            "gatehouse.test:8080",
+            "localhost:8080",
+            "ACME.gatehouse.test",
+        ] {
+            assert!(is_host_of(good, domain), "{good}");
+        }
+        for bad in [
+            "evil.example",
+            "javascript://evil.example",
+            "evil.example/gatehouse.test",
+            "gatehouse.test.evil.example",
+            "acme.gatehouse.test:80x",
+            "",
+            "a b.gatehouse.test",
+        ] {
+            assert!(!is_host_of(bad, domain), "{bad}");
+        }
+        assert!(!is_host_of("acme.gatehouse.test", None));
+    }
 }

@@ -868,6 +868,28 @@ fn contents_are_uploaded_encrypted_and_downloaded_through_the_gateway() {
     assert_eq!(content_type.as_deref(), Some("text/plain"));
     assert!(body == content, "the same bytes back");
 
+    // An uploaded page never runs on the gateway's origin.
+    let page = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    assert_eq!(
+        put("/documents/acme-public/content", &editor, "text/html", page).0,
+        201
+    );
+    let served = gw
+        .client
+        .get(format!("{}/documents/acme-public/content", gw.base))
+        .bearer_auth(&viewer)
+        .send()
+        .unwrap();
+    let headers = served.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["content-disposition"], "attachment");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+
     // At rest there is only ciphertext.
     let s3 = gw.dir.path().join("s3");
     let mut at_rest = 0;

@@ -580,6 +580,45 @@ fn the_authzen_metadata_names_every_endpoint_and_request_ids_are_echoed() {
         .send()
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-42");
+
+    // What a client claims is not echoed beyond its bounds.
+    let (_, body) = gw.call(
+        Method::GET,
+        "/.well-known/authzen-configuration",
+        "",
+        &[
+            ("host", "acme.gatehouse.test"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
+    assert_eq!(body["policy_decision_point"], "https://acme.gatehouse.test");
+    let (_, body) = gw.call(
+        Method::GET,
+        "/.well-known/authzen-configuration",
+        "",
+        &[
+            ("host", "evil.example"),
+            ("x-forwarded-proto", "javascript://evil.example"),
+        ],
+    );
+    assert_eq!(body["policy_decision_point"], "http://localhost");
+    let long = "r".repeat(129);
+    for odd in [long.as_str(), "two words"] {
+        let response = gw
+            .client
+            .post(format!("{}/access/v1/evaluation", gw.base))
+            .bearer_auth(gw.token("acme-vera", "acme"))
+            .header("x-request-id", odd)
+            .json(&evaluation(
+                user("acme-vera"),
+                "document:read",
+                document("acme-plan"),
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("x-request-id").is_none(), "{odd}");
+    }
 }
 
 #[test]

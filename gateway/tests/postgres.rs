@@ -272,3 +272,24 @@ fn check_config_validates_without_serving() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn a_tenant_mismatch_is_recorded_only_in_tenants_that_exist_with_a_bounded_path() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    let long_path = format!("/documents/{}", "x".repeat(8000));
+    let (status, _) = gw.call(
+        Method::GET,
+        &long_path,
+        &vera,
+        &[("host", "nosuchtenant.gatehouse.test")],
+    );
+    assert_eq!(status, 403);
+    let records = gw.audit_when("acme", 1);
+    assert_eq!(records[0].record.errors, ["tenant_mismatch"]);
+    assert!(records[0].record.route.len() <= 256, "the path is cut");
+    assert!(
+        gw.audit("nosuchtenant").is_empty(),
+        "no chain for a tenant that does not exist"
+    );
+}

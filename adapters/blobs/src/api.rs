@@ -277,7 +277,28 @@ async fn download(
     if let Ok(value) = HeaderValue::from_str(&sha256) {
         headers.insert("x-content-sha256", value);
     }
+    keep_inert(headers, &content_type);
     Ok(response)
+}
+
+/// A tenant's upload is served from the gateway's origin: it must not run there. Browsers
+/// may not guess another type (`nosniff`), a page is sandboxed with nothing allowed to
+/// load, and HTML is downloaded rather than shown.
+fn keep_inert(headers: &mut axum::http::HeaderMap, content_type: &str) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    if content_type.starts_with("text/html") {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
 }
 
 fn blob_error(e: BlobError) -> AdapterError {

@@ -63,6 +63,13 @@ impl Tenants {
         }
     }
 
+    /// Whether `tenant` exists.
+    pub fn is_known(&self, tenant: &TenantId) -> bool {
+        self.plans
+            .read()
+            .is_ok_and(|plans| plans.contains_key(tenant))
+    }
+
     /// Counts the request against its tenant's rate and says whether it may proceed.
     pub fn admit(&self, tenant: &TenantId) -> Admission {
         let limit = self.plans.read().ok().and_then(|plans| {

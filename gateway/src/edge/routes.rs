@@ -18,6 +18,8 @@ pub struct Route {
     resource_type: EntityTypeName,
     /// Where allowed requests go.
     pub upstream: SocketAddr,
+    /// Whether the upstream gets the client's credentials too.
+    pub forward_credentials: bool,
     /// The pattern, for logs and audit records.
     pub pattern: String,
 }
@@ -172,10 +174,9 @@ fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, Route
             usize::from(!tenant_scoped)
         )));
     }
-    let upstream = upstreams
-        .iter()
-        .find(|u| u.name == r.upstream)
-        .and_then(|u| u.address.parse().ok())
+    let named = upstreams.iter().find(|u| u.name == r.upstream);
+    let (upstream, forward_credentials) = named
+        .and_then(|u| Some((u.address.parse().ok()?, u.forward_credentials)))
         .ok_or_else(|| refuse(format!("unknown upstream {}", r.upstream)))?;
     Ok(Route {
         method,
@@ -183,6 +184,7 @@ fn compile(r: &RouteConfig, upstreams: &[UpstreamConfig]) -> Result<Route, Route
         action,
         resource_type,
         upstream,
+        forward_credentials,
         pattern: r.path.clone(),
     })
 }

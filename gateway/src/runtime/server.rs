@@ -192,6 +192,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(address) = &config.server.metrics_listen {
         let endpoint = MetricsEndpoint {
             address: address.clone(),
+            pdp: gateway.authorizer.pdp().clone(),
         };
         server.add_service(background_service("metrics", endpoint));
     }

@@ -584,6 +584,13 @@ sha256 = "{api_key_hash}"
     }
 
     /// The tenant's audit records, oldest first.
+    /// The serving bundle (name, version, hash), as the metrics listener tells it.
+    pub fn serving_bundle(&self) -> Value {
+        let readyz = self.metrics.replace("/metrics", "/readyz");
+        let body: Value = self.client.get(readyz).send().unwrap().json().unwrap();
+        body["bundle"].clone()
+    }
+
     pub fn audit(&self, tenant: &str) -> Vec<StoredRecord> {
         self.with_store(|store| async move {
             store
