@@ -6,21 +6,16 @@ use std::path::Path;
 
 /// Writes `contents` to a new file at `path`, mode 600 (the folders it needs created, mode
 /// 700). Never overwrites: a key file that exists already is an error, not something to
-/// replace.
+/// replace. The file appears whole or not at all (written aside, then linked into
+/// place), so a reader never sees it empty or half written.
 ///
 /// # Errors
 /// The I/O error, `AlreadyExists` included.
 pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        create_private_dir(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
+    let staged = staged_beside(path, contents)?;
+    let linked = std::fs::hard_link(&staged, path);
+    std::fs::remove_file(&staged)?;
+    linked
 }
 
 /// Writes `contents` to `path` in place of what was there, mode 600 from the start (a new
@@ -29,12 +24,27 @@ pub fn create_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// # Errors
 /// The I/O error.
 pub fn replace_secret_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut staged = path.as_os_str().to_owned();
-    staged.push(".new");
-    let staged = std::path::PathBuf::from(staged);
-    let _ = std::fs::remove_file(&staged);
-    create_secret_file(&staged, contents)?;
+    let staged = staged_beside(path, contents)?;
     std::fs::rename(&staged, path)
+}
+
+/// A new file beside `path` (same folder, created mode 700 if missing) holding `contents`,
+/// mode 600, synced.
+fn staged_beside(path: &Path, contents: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{:016x}.new", rand::random::<u64>()));
+    let staged = std::path::PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&staged)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(staged)
 }
 
 /// Creates `dir` and the folders above it that are missing, each mode 700 (readable by

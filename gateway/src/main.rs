@@ -81,6 +81,7 @@ fn main() -> ExitCode {
     {
         return match gatehouse_gateway::dev_token(
             &config.identity,
+            &config.tenancy.tenant_claim,
             user,
             tenant,
             agent.as_deref(),

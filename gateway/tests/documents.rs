@@ -242,6 +242,44 @@ fn bad_input_gets_a_clear_code_and_changes_nothing() {
     );
     let (status, _) = gw.get("/documents/acme-held-doc", &admin);
     assert_eq!(status, 200, "still there");
+
+    // A restricted document inside goes with its folder only in a session with MFA: every
+    // document a folder's deletion removes must be permitted, or nothing is removed.
+    let (status, folder) = gw.send(
+        Method::POST,
+        &format!("/folders/{FOLDER}/folders"),
+        &admin,
+        Some(json!({ "name": "payroll" })),
+    );
+    assert_eq!(status, 201, "{folder}");
+    let payroll = folder["id"].as_str().unwrap().to_string();
+    let (status, document) = gw.send(
+        Method::POST,
+        &format!("/folders/{payroll}/documents"),
+        &admin,
+        Some(json!({ "name": "salaries 2027", "classification": "restricted" })),
+    );
+    assert_eq!(status, 201, "{document}");
+    let salaries = document["id"].as_str().unwrap().to_string();
+    let (status, answer) = gw.send(Method::DELETE, &format!("/folders/{payroll}"), &admin, None);
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{answer}"
+    );
+    let mut mfa = common::claims("acme-ada", "acme");
+    mfa["amr"] = json!(["mfa"]);
+    let admin_mfa = gw.hs256(&mfa);
+    let (status, _) = gw.get(&format!("/documents/{salaries}"), &admin_mfa);
+    assert_eq!(status, 200, "nothing was removed");
+    let (status, answer) = gw.send(
+        Method::DELETE,
+        &format!("/folders/{payroll}"),
+        &admin_mfa,
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["deleted"]["documents"], 1);
 }
 
 #[test]

@@ -160,10 +160,24 @@ impl PgCluster {
             None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
         let file = Passwords::file(&data_dir);
-        let existing = Passwords::read(&file)?;
-        let first_passwords = existing.is_none();
-        let passwords = match existing {
+        let initialized = data_dir.join("PG_VERSION").exists();
+        // A cluster from before passwords trusted local connections: it is locked below.
+        let trusting = initialized
+            && std::fs::read_to_string(data_dir.join("pg_hba.conf"))?
+                .lines()
+                .any(|l| !l.trim_start().starts_with('#') && l.contains("trust"));
+        let passwords = match Passwords::read(&file)? {
             Some(passwords) => passwords,
+            None if initialized && !trusting => {
+                return Err(ClusterError::Tool {
+                    tool: "setup".into(),
+                    output: format!(
+                        "{} is missing: the cluster in {} cannot be logged into without it",
+                        file.display(),
+                        data_dir.display()
+                    ),
+                });
+            }
             None => Passwords::create(&file)?,
         };
         let cluster = Self {
@@ -173,21 +187,23 @@ impl PgCluster {
             owner,
             passwords,
         };
-        if !cluster.data_dir.join("PG_VERSION").exists() {
+        if !initialized {
             cluster.initdb()?;
         } else {
             if cluster.data_dir.join("postmaster.pid").exists() {
                 // Left running by a process that was killed: stop it and start afresh.
                 let _ = cluster.stop();
             }
-            if first_passwords {
-                // A cluster from before passwords (it trusted local connections): give the
-                // superuser its password while it still lets us in, then lock it.
+            if trusting {
+                // Give the superuser its password while the cluster still lets us in, then
+                // lock it (until pg_hba.conf is rewritten, this runs again at each start).
                 cluster.launch()?;
                 let password = &cluster.passwords.superuser;
                 cluster.execute(
                     "postgres",
-                    &format!("ALTER ROLE postgres PASSWORD '{password}'"),
+                    &format!(
+                        "SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{password}';"
+                    ),
                 )?;
                 cluster.stop()?;
             }
@@ -222,22 +238,34 @@ impl PgCluster {
     /// # Errors
     /// [`ClusterError::Tool`] with psql's message.
     pub fn execute(&self, db: &str, sql: &str) -> Result<(), ClusterError> {
-        self.psql(db, &["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        self.psql(db, &["-v", "ON_ERROR_STOP=1", "-q"], sql)
             .map(drop)
     }
 
     /// The unaligned, header-less output of a query.
     fn query_one(&self, db: &str, sql: &str) -> Result<String, ClusterError> {
-        self.psql(db, &["-tA", "-c", sql])
+        self.psql(db, &["-tA"], sql)
     }
 
-    fn psql(&self, db: &str, args: &[&str]) -> Result<String, ClusterError> {
+    /// Runs `sql` with psql as the superuser. The SQL goes on standard input, never on the
+    /// command line, which every local user can read (it may hold passwords).
+    fn psql(&self, db: &str, args: &[&str], sql: &str) -> Result<String, ClusterError> {
+        use std::io::Write as _;
         let port = self.port.to_string();
         let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", db];
         all.extend_from_slice(args);
+        all.extend_from_slice(&["-f", "-"]);
         let mut command = self.command("psql", &all);
-        command.env("PGPASSWORD", &self.passwords.superuser);
-        output(command, "psql")
+        command
+            .env("PGPASSWORD", &self.passwords.superuser)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(sql.as_bytes())?;
+        }
+        finished(child.wait_with_output()?, "psql")
     }
 
     /// Creates (once) the database `db`, owned by the role `gatehouse_owner` (which runs
@@ -258,6 +286,7 @@ impl PgCluster {
                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN \
                  CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB; END IF; \
              END $$; \
+             SET password_encryption = 'scram-sha-256'; \
              ALTER ROLE {OWNER_ROLE} PASSWORD '{owner}'; \
              ALTER ROLE {APP_ROLE} PASSWORD '{app}';"
             ),
@@ -395,7 +424,11 @@ impl PgCluster {
 
 /// Runs `command` (the PostgreSQL tool `tool`); its standard output on success.
 fn output(mut command: Command, tool: &str) -> Result<String, ClusterError> {
-    let out = command.output()?;
+    finished(command.output()?, tool)
+}
+
+/// The standard output of a finished tool, or its error.
+fn finished(out: std::process::Output, tool: &str) -> Result<String, ClusterError> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -628,6 +661,13 @@ mod tests {
         assert!(!login(&locked, "postgres", None, false));
         let superuser = locked.passwords.superuser.clone();
         assert!(login(&locked, "postgres", Some(&superuser), false));
+
+        // A locked cluster whose passwords file is lost is refused, not re-passworded.
+        locked.stop().unwrap();
+        std::fs::remove_file(Passwords::file(&locked.data_dir)).unwrap();
+        std::mem::forget(locked);
+        let err = PgCluster::start(&data_dir, Some(port)).unwrap_err();
+        assert!(err.to_string().contains("is missing"), "{err}");
     }
 
     #[cfg(unix)]

@@ -21,6 +21,9 @@ pub enum KeyError {
     Corrupt,
 }
 
+/// How long an unwrapped tenant key is kept in memory.
+pub const UNWRAPPED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Every tenant's keys (clones share the cache of unwrapped keys).
 #[derive(Clone)]
 pub struct KeyRing {
@@ -37,6 +40,9 @@ impl KeyRing {
             pool,
             unwrapped: moka::sync::Cache::builder()
                 .max_capacity(10_000)
+                // Another process (or KeyRing) may destroy a tenant's keys: an unwrapped
+                // copy here outlives that by at most this long.
+                .time_to_live(UNWRAPPED_FOR)
                 .support_invalidation_closures()
                 .build(),
         }

@@ -226,8 +226,9 @@ async fn delete_folder(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Answer<Json<Value>> {
-    let (_, mut tx) = api.begin(&headers, "folder:delete", "Folder", &id).await?;
-    let (folders, documents) = folders::delete(&mut tx, &id).await?;
+    let (call, mut tx) = api.begin(&headers, "folder:delete", "Folder", &id).await?;
+    let (folders, documents) =
+        folders::delete_decided(api.decider.as_ref(), &call, &mut tx, &id).await?;
     tx.commit().await?;
     Ok(Json(
         json!({ "deleted": { "folders": folders, "documents": documents } }),

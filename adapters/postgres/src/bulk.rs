@@ -103,7 +103,7 @@ async fn one(
     let done = match (operation, kind) {
         (Operation::Move, "Folder") => folders::move_to(tx, id, folder_id).await.map(|_| "moved"),
         (Operation::Move, _) => documents::move_to(tx, id, folder_id).await.map(|_| "moved"),
-        (Operation::Delete, _) => delete_inside(tx, folder_id, kind, id)
+        (Operation::Delete, _) => delete_inside(tx, decider, call, folder_id, kind, id)
             .await
             .map(|()| "deleted"),
     };
@@ -119,6 +119,8 @@ async fn one(
 /// Deletes an item that is inside `folder_id` (the folder the gateway decided on).
 async fn delete_inside(
     tx: &mut TenantTx,
+    decider: &dyn Decider,
+    call: &Call,
     folder_id: &str,
     kind: &str,
     id: &str,
@@ -133,7 +135,9 @@ async fn delete_inside(
         return Err(AdapterError::NotFound("item in this folder"));
     }
     match kind {
-        "Folder" => folders::delete(tx, id).await.map(|_| ()),
+        "Folder" => folders::delete_decided(decider, call, tx, id)
+            .await
+            .map(|_| ()),
         _ => documents::delete(tx, id).await,
     }
 }

@@ -6,7 +6,7 @@
 //! evaluated after the policy, so the index would be used for the tenant alone.
 
 use chrono::{DateTime, Utc};
-use gatehouse_adapter_kit::AdapterError;
+use gatehouse_adapter_kit::{AdapterError, Call, Decider};
 use serde::Serialize;
 use serde_json::json;
 
@@ -145,23 +145,54 @@ pub async fn is_within(tx: &mut TenantTx, id: &str, ancestor: &str) -> Result<bo
     Ok(inner.starts_with(&path(tx, ancestor).await?))
 }
 
-/// Deletes folder `id` with everything under it, unless anything there is under legal
-/// hold. Returns how many folders and documents were deleted.
-pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), AdapterError> {
+/// Deletes folder `id` with everything under it, if the principal may delete every
+/// document there (each decided and audited: a restricted document its owner could not
+/// delete without MFA does not go with its folder either), and nothing there is under
+/// legal hold. Returns how many folders and documents were deleted.
+///
+/// # Errors
+/// The first document's [`AdapterError::Forbidden`] (then nothing is deleted),
+/// [`AdapterError::LegalHold`], the database's errors.
+pub async fn delete_decided(
+    decider: &dyn Decider,
+    call: &Call,
+    tx: &mut TenantTx,
+    id: &str,
+) -> Result<(usize, usize), AdapterError> {
     let (lower, upper) = subtree(&path(tx, id).await?);
-    let held: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM folders WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold) \
-             OR EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold)",
+    // A hold anywhere below stops it whatever the decisions would be (409, not 403).
+    refuse_held(tx, &lower, &upper).await?;
+    let documents: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3",
     )
     .bind(tx.tenant())
     .bind(&lower)
     .bind(&upper)
-    .fetch_one(&mut *tx.tx)
+    .fetch_all(&mut *tx.tx)
     .await
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
-    if held {
-        return Err(AdapterError::LegalHold);
+    for document in &documents {
+        decider
+            .decide(call, "document:delete", "Document", document)
+            .await?;
     }
+    let (folders, deleted) = delete(tx, id).await?;
+    // A document moved or created in the subtree since it was read would go undecided:
+    // then nothing is deleted (the caller's transaction is not committed).
+    let decided: std::collections::HashSet<&String> = documents.iter().collect();
+    if deleted.iter().any(|d| !decided.contains(d)) {
+        return Err(AdapterError::Conflict(
+            "the folder changed while it was being deleted: try again".into(),
+        ));
+    }
+    Ok((folders, deleted.len()))
+}
+
+/// Deletes folder `id` with everything under it, unless anything there is under legal
+/// hold. Returns how many folders were deleted, and which documents.
+async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, Vec<String>), AdapterError> {
+    let (lower, upper) = subtree(&path(tx, id).await?);
+    refuse_held(tx, &lower, &upper).await?;
     let documents: Vec<String> = sqlx::query_scalar(
         "DELETE FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 RETURNING id",
     )
@@ -183,7 +214,26 @@ pub async fn delete(tx: &mut TenantTx, id: &str) -> Result<(usize, usize), Adapt
     .map_err(|e| AdapterError::from_db(e, "folder"))?;
     cedar_entities::delete(tx, "Document", &documents).await?;
     cedar_entities::delete(tx, "Folder", &folders).await?;
-    Ok((folders.len(), documents.len()))
+    Ok((folders.len(), documents))
+}
+
+/// [`AdapterError::LegalHold`] when a folder or document in the subtree from `lower` to
+/// `upper` is under legal hold.
+async fn refuse_held(tx: &mut TenantTx, lower: &str, upper: &str) -> Result<(), AdapterError> {
+    let held: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM folders WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold) \
+             OR EXISTS (SELECT 1 FROM documents WHERE tenant_id = $1 AND path ~>=~ $2 AND path ~<~ $3 AND legal_hold)",
+    )
+    .bind(tx.tenant())
+    .bind(lower)
+    .bind(upper)
+    .fetch_one(&mut *tx.tx)
+    .await
+    .map_err(|e| AdapterError::from_db(e, "folder"))?;
+    if held {
+        return Err(AdapterError::LegalHold);
+    }
+    Ok(())
 }
 
 /// One page of the folders in `parent_id`, by name.

@@ -98,8 +98,25 @@ pub struct Page {
     pub after: Option<(String, String)>,
 }
 
+impl Page {
+    /// `limit` items after `after`.
+    pub fn after(limit: i64, after: Option<(String, String)>) -> Self {
+        Self { limit, after }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Cursor(String, String);
+
+/// The prefix of a sealed cursor.
+const SEALED: &str = "s.";
+
+/// The key sealed cursors are encrypted with: this process's own, so they open only here
+/// (after a restart a list is started again).
+static CURSOR_KEY: std::sync::LazyLock<aes_gcm::Aes256Gcm> = std::sync::LazyLock::new(|| {
+    use aes_gcm::KeyInit as _;
+    aes_gcm::Aes256Gcm::new(&rand::random::<[u8; 32]>().into())
+});
 
 impl PageQuery {
     /// A page query from its parts.
@@ -118,24 +135,49 @@ impl PageQuery {
                 "limit: 1 to {MAX_PAGE}"
             )));
         }
-        let after = match &self.cursor {
-            None => None,
-            Some(text) => {
-                let bad = || AdapterError::InvalidInput("cursor: not a cursor of this list".into());
-                let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
-                let Cursor(name, id) = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-                Some((name, id))
-            }
+        let Some(text) = &self.cursor else {
+            return Ok(Page::after(limit, None));
         };
-        Ok(Page { limit, after })
+        let bad = || AdapterError::InvalidInput("cursor: not a cursor of this list".into());
+        let json = match text.strip_prefix(SEALED) {
+            Some(sealed) => open(sealed).ok_or_else(bad)?,
+            None => URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?,
+        };
+        let Cursor(name, id) = serde_json::from_slice(&json).map_err(|_| bad())?;
+        Ok(Page::after(limit, Some((name, id))))
     }
 }
 
 /// The cursor of the page after one ending with `name` and `id`.
 pub fn next_cursor(name: &str, id: &str) -> String {
-    let json = serde_json::to_vec(&Cursor(name.to_string(), id.to_string()))
-        .expect("two strings serialize");
-    URL_SAFE_NO_PAD.encode(json)
+    URL_SAFE_NO_PAD.encode(cursor_json(name, id))
+}
+
+/// The cursor of the page after `name` and `id`, sealed: for a position the reader may
+/// not know (a document a list decided item by item and denied), encrypted so that it
+/// says nothing of it.
+pub fn sealed_cursor(name: &str, id: &str) -> String {
+    use aes_gcm::aead::Aead as _;
+    let nonce: [u8; 12] = rand::random();
+    let sealed = CURSOR_KEY
+        .encrypt(&nonce.into(), cursor_json(name, id).as_slice())
+        .expect("sealing a short text cannot fail");
+    let mut bytes = nonce.to_vec();
+    bytes.extend_from_slice(&sealed);
+    format!("{SEALED}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The text of a sealed cursor, if this process sealed it.
+fn open(sealed: &str) -> Option<Vec<u8>> {
+    use aes_gcm::aead::Aead as _;
+    let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
+    let (nonce, sealed) = bytes.split_at_checked(12)?;
+    let nonce: [u8; 12] = nonce.try_into().ok()?;
+    CURSOR_KEY.decrypt(&nonce.into(), sealed).ok()
+}
+
+fn cursor_json(name: &str, id: &str) -> Vec<u8> {
+    serde_json::to_vec(&Cursor(name.to_string(), id.to_string())).expect("two strings serialize")
 }
 
 #[cfg(test)]
@@ -169,6 +211,23 @@ mod tests {
         };
         let page = query.page().unwrap();
         assert_eq!(page.after, Some(("b'; --".into(), "id-1".into())));
+        let sealed = sealed_cursor("hidden-name", "hidden-id");
+        assert!(
+            !sealed.contains("hidden")
+                && !String::from_utf8_lossy(
+                    &URL_SAFE_NO_PAD.decode(&sealed[SEALED.len()..]).unwrap()
+                )
+                .contains("hidden")
+        );
+        let page = PageQuery::new(Some(10), Some(sealed.clone()))
+            .page()
+            .unwrap();
+        assert_eq!(page.after, Some(("hidden-name".into(), "hidden-id".into())));
+        let mut tampered = sealed.into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(PageQuery::new(None, Some(tampered)).page().is_err());
         let forged = PageQuery {
             limit: None,
             cursor: Some("not-base64!".into()),

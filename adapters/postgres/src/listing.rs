@@ -96,7 +96,8 @@ async fn postcheck(
 }
 
 /// The fallback: candidate rows in order, each decided, until the page is full, the scope
-/// ends or [`MAX_CANDIDATES`] rows were decided.
+/// ends or [`MAX_CANDIDATES`] rows were decided. The next page starts after the last row
+/// seen, which may be a document the reader may not read: its cursor is sealed.
 async fn item_by_item(
     decider: &dyn Decider,
     call: &Call,
@@ -110,10 +111,7 @@ async fn item_by_item(
     let mut decided = 0;
     let mut last_seen: Option<(String, String)> = None;
     loop {
-        let round = Page {
-            limit: CANDIDATES_PER_ROUND,
-            after: after.clone(),
-        };
+        let round = Page::after(CANDIDATES_PER_ROUND, after.clone());
         let candidates = documents::listed(tx, scope, &RowFilter::Always, &round).await?;
         let exhausted = candidates.len() < CANDIDATES_PER_ROUND as usize;
         let ids: Vec<String> = candidates.iter().map(|d| d.id.clone()).collect();
@@ -132,7 +130,7 @@ async fn item_by_item(
             // A full page or an unfinished scope may have more after the last row seen.
             let more = !exhausted || items.len() == wanted;
             let next_cursor = match (&last_seen, more) {
-                (Some((name, id)), true) => Some(input::next_cursor(name, id)),
+                (Some((name, id)), true) => Some(input::sealed_cursor(name, id)),
                 _ => None,
             };
             return Ok(ReadableDocuments {

@@ -138,6 +138,17 @@ async fn search(
             withheld += 1;
         }
     }
+    if !compiled {
+        // The engine counted and faceted documents the searcher may not read, and the
+        // withheld hits are such documents: none of it may be told.
+        return Ok(Json(json!({
+            "total": null,
+            "offset": query.offset,
+            "limit": query.limit,
+            "hits": hits,
+            "filtering": filtering,
+        })));
+    }
     Ok(Json(json!({
         "total": found.total,
         "offset": query.offset,
@@ -150,8 +161,9 @@ async fn search(
 }
 
 /// The searcher's read access as a filter the engines apply; `None` when the policies or
-/// the index cannot express it (reported): hits are then decided one by one, and totals
-/// and facets count documents the searcher may not read.
+/// the index cannot express it (reported): hits are then decided one by one, and the
+/// answer has no total or facets (the engine's would count documents the searcher may not
+/// read).
 async fn access(api: &SearchApi, call: &Call) -> Result<Option<RowFilter>, AdapterError> {
     let mut tx = TenantTx::begin(&api.pool, call.tenant()).await?;
     let Some(access) = read_access(api.decider.as_ref(), call, &mut tx, "search").await? else {

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod index;
 pub mod meili;
 pub mod outbox;
+pub mod shred;
 
 pub use embedded::EmbeddedIndex;
 pub use index::{Facets, Found, IndexError, IndexedDocument, SearchIndex, SearchQuery, Sort};

@@ -428,3 +428,61 @@ async fn documents_older_than_the_outbox_are_indexed_after_the_upgrade() {
         .unwrap();
     assert_eq!(seen, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shredded_tenant_leaves_no_readable_copy_of_its_contents_anywhere() {
+    let w = world().await;
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    w.folder_and_documents(&acme, &[("d1", "Quarterly report")])
+        .await;
+    w.folder_and_documents(&globex, &[("g1", "Globex notes")])
+        .await;
+    let object = w
+        .upload(&acme, "d1", "the nightingale sings at midnight")
+        .await;
+    w.upload(&globex, "g1", "the nightingale of globex").await;
+    w.worker().drain(&acme).await.unwrap();
+    w.worker().drain(&globex).await.unwrap();
+    assert_eq!(w.found(&acme, "nightingale").await, ["d1"]);
+    // Read as the adapters read, in acme's transaction (row-level security is forced).
+    let marker_texts = |pool: PgPool| async move {
+        let mut tx = gatehouse_schemas::tenant_tx(&pool, &tenant("acme"))
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM document_texts WHERE text LIKE '%nightingale%'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap()
+    };
+    assert_eq!(marker_texts(w.app.clone()).await, 1, "extracted for search");
+
+    let shredded =
+        gatehouse_adapter_search::shred::shred_tenant(&w.contents.keys, &w.app, &w.index, &acme)
+            .await
+            .unwrap();
+    assert!(shredded.keys >= 1 && shredded.texts == 1, "{shredded:?}");
+
+    // Every store, searched for the marker: the object, the texts, the index.
+    let opened = sealed::get(&w.contents.keys, &w.contents.store, &acme, &object, "").await;
+    assert!(opened.is_err(), "the object cannot be opened");
+    assert_eq!(marker_texts(w.app.clone()).await, 0, "no extracted text");
+    assert!(
+        w.found(&acme, "nightingale").await.is_empty(),
+        "nothing in the index"
+    );
+    // The outbox cannot bring it back: the document is indexed again (renamed), and its
+    // content cannot be opened to extract.
+    w.as_tenant(
+        &acme,
+        "UPDATE documents SET name = 'Renamed', updated_at = now() WHERE id = 'd1'",
+    )
+    .await;
+    w.worker().drain(&acme).await.unwrap();
+    assert_eq!(w.found(&acme, "renamed").await, ["d1"], "the job ran");
+    assert!(w.found(&acme, "nightingale").await.is_empty());
+    assert_eq!(marker_texts(w.app.clone()).await, 0);
+    // Another tenant keeps its own.
+    assert_eq!(w.found(&globex, "nightingale").await, ["g1"]);
+}

@@ -226,10 +226,7 @@ async fn measure(app: &PgPool, args: &Args) -> Result<(), String> {
             let access = resolve(&mut tx, Rows::Documents, &filter)
                 .await
                 .map_err(|e: ResolveError| e.to_string())?;
-            let page = Page {
-                limit: PAGE,
-                after: Some((after, String::new())),
-            };
+            let page = Page::after(PAGE, Some((after, String::new())));
             let found = listed(&mut tx, &Scope::Tenant, &access, &page)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cedar_policy::EntityUid;
 use gatehouse_core::TenantId;
+use gatehouse_core::forwarded::MIN_SECRET_BYTES;
 use gatehouse_core::secret_file::create_secret_file;
 use gatehouse_core::time::now_unix_seconds;
 use jsonwebtoken::jwk::JwkSet;
@@ -247,7 +248,10 @@ impl Authenticator {
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|e| invalid(e.to_string()))?
             .claims;
-        let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(now));
+        // From when it says it was issued, or from now if that is later: a token cannot
+        // stretch its validity by claiming to be issued in the future.
+        let issued = claims.iat.map_or(now, |iat| iat.min(now));
+        let lifetime = claims.exp.saturating_sub(issued);
         if lifetime > self.max_lifetime {
             return Err(invalid(format!(
                 "the token is valid for {lifetime} s, longer than the {} s allowed",
@@ -290,6 +294,7 @@ impl Authenticator {
 /// [`ConfigError`] unless development mode or `allow_hs256` is on.
 pub fn dev_token(
     config: &IdentityConfig,
+    tenant_claim: &str,
     user: &str,
     tenant: &str,
     agent: Option<&str>,
@@ -302,9 +307,12 @@ pub fn dev_token(
     };
     let now = now_unix_seconds();
     let mut claims = serde_json::json!({
-        "iss": config.issuer, "aud": config.audience, "sub": user, "tenant": tenant,
+        "iss": config.issuer, "aud": config.audience, "sub": user,
         "iat": now, "exp": now + 3600,
     });
+    if !tenant_claim.is_empty() {
+        claims[tenant_claim] = tenant.into();
+    }
     if let Some(agent) = agent {
         claims["agent"] = agent.into();
     }
@@ -334,17 +342,27 @@ fn dev_secret(path: &std::path::Path) -> Result<String, ConfigError> {
     use base64::Engine as _;
     let unreadable =
         |e: std::io::Error| ConfigError::Invalid(format!("dev secret {}: {e}", path.display()));
+    let usable = |text: String| {
+        let secret = text.trim().to_string();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "dev secret {}: shorter than {MIN_SECRET_BYTES} bytes (delete it to make a new one)",
+                path.display()
+            )));
+        }
+        Ok(secret)
+    };
     if let Ok(text) = std::fs::read_to_string(path) {
-        return Ok(text.trim().to_string());
+        return usable(text);
     }
     let secret =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
     match create_secret_file(path, secret.as_bytes()) {
         Ok(()) => Ok(secret),
         // Made meanwhile by another process (the gateway and `dev-token` at once).
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(path)
-            .map(|t| t.trim().to_string())
-            .map_err(unreadable),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            usable(std::fs::read_to_string(path).map_err(unreadable)?)
+        }
         Err(e) => Err(unreadable(e)),
     }
 }
@@ -398,7 +416,7 @@ mod tests {
     #[test]
     fn a_remembered_token_is_refused_once_it_expires() {
         let (auth, config) = authenticator();
-        let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
+        let token = dev_token(&config, "tenant", "acme-vera", "acme", None, false).unwrap();
         let now = now_unix_seconds();
         let first = auth.token(&token, now).unwrap();
         assert_eq!(first.uid.to_string(), r#"User::"acme-vera""#);
@@ -411,7 +429,7 @@ mod tests {
     #[test]
     fn a_tampered_token_is_not_taken_for_a_remembered_one() {
         let (auth, config) = authenticator();
-        let token = dev_token(&config, "acme-vera", "acme", None, false).unwrap();
+        let token = dev_token(&config, "tenant", "acme-vera", "acme", None, false).unwrap();
         auth.token(&token, now_unix_seconds()).unwrap();
         // Another signature on the same header and claims.
         let signature_at = token.rfind('.').unwrap() + 1;
@@ -447,7 +465,7 @@ mod tests {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&secret_file), 0o600);
         assert_eq!(mode(secret_file.parent().unwrap()), 0o700);
-        let token = dev_token(&config, "acme-ada", "acme", None, false).unwrap();
+        let token = dev_token(&config, "tenant", "acme-ada", "acme", None, false).unwrap();
         assert!(auth.token(&token, now_unix_seconds()).is_ok());
         // The secret that used to be the demo's is worth nothing now.
         let now = now_unix_seconds();
@@ -493,10 +511,30 @@ mod tests {
         forever["exp"] = json!(now + 30 * 365 * 24 * 3600);
         let refused = auth.token(&signed(&forever, secret), now).unwrap_err();
         assert!(refused.to_string().contains("longer than"), "{refused}");
+        forever["iat"] = json!(now + 30 * 365 * 24 * 3600 - 60);
+        assert!(
+            auth.token(&signed(&forever, secret), now).is_err(),
+            "nor by claiming to be issued in the future"
+        );
         forever.as_object_mut().unwrap().remove("iat");
         assert!(
             auth.token(&signed(&forever, secret), now).is_err(),
             "without iat too"
         );
+    }
+
+    #[test]
+    fn an_empty_or_short_dev_secret_is_refused_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("dev.secret");
+        std::fs::write(&secret_file, "").unwrap();
+        let config: IdentityConfig = toml::from_str(&format!(
+            "issuer = \"i\"\naudience = \"a\"\ndevelopment = true\ndev_secret_file = \"{}\"",
+            secret_file.display()
+        ))
+        .unwrap();
+        let err = Authenticator::new(&config, "tenant", &[]).unwrap_err();
+        assert!(err.to_string().contains("shorter than"), "{err}");
+        assert!(dev_token(&config, "tenant", "u", "t", None, false).is_err());
     }
 }
