@@ -15,7 +15,7 @@
 #   bench/gateway/run.sh [seconds per run, default 15] [connections, default 64] [rate, default 2000]
 #
 # Needs: nginx and wrk (Debian packages), PostgreSQL server binaries. Builds what it runs
-# (release). Every process it starts is stopped at exit.
+# (`--profile dist`: release with thin LTO). Every process it starts is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-15}

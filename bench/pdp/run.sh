@@ -10,7 +10,7 @@
 #
 #   bench/pdp/run.sh [seconds per run, default 15] [checks per second, default 10000] [connections, default 32]
 #
-# Needs PostgreSQL server binaries. Builds what it runs (release).
+# Needs PostgreSQL server binaries. Builds what it runs (`--profile dist`: release with thin LTO).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${1:-15}

@@ -50,6 +50,10 @@ fn staged_beside(path: &Path, contents: &[u8]) -> std::io::Result<std::path::Pat
 /// Creates `dir` and the folders above it that are missing, each mode 700 (readable by
 /// their owner only); folders that exist are left as they are.
 ///
+/// Run as root, they are 711 instead: the private PostgreSQL then runs as the `postgres`
+/// user, who must pass through them to its data directory (not list them; every file
+/// Gatehouse keeps in them is 600).
+///
 /// # Errors
 /// The I/O error.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -58,8 +62,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(if is_root() { 0o711 } else { 0o700 })
         .create(dir)
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is its effective user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gatehouse_core::secret_file::{create_private_dir, is_root};
+
 /// Why the cluster could not be started or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -147,7 +149,7 @@ impl PgCluster {
         } else {
             None
         };
-        create_dirs(data_dir, owner.is_some())?;
+        create_dirs(data_dir)?;
         let data_dir = data_dir.canonicalize()?;
         if let Some((uid, gid)) = owner {
             chown_tree(&data_dir, uid, gid)?;
@@ -477,13 +479,6 @@ fn find_binaries() -> Option<PathBuf> {
     versions.pop()
 }
 
-fn is_root() -> bool {
-    // The owner of /proc/self is this process's effective user.
-    std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 /// The uid and gid of the `postgres` system user.
 fn postgres_user() -> Result<(u32, u32), ClusterError> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
@@ -511,16 +506,12 @@ fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Creates `data_dir` (mode 700) and the folders above it that are missing: mode 700, or
-/// 711 when the cluster runs as another user (who must pass them, not list them).
-fn create_dirs(data_dir: &Path, for_another_user: bool) -> std::io::Result<()> {
+/// Creates `data_dir` (mode 700) and the folders above it that are missing (see
+/// [`create_private_dir`]: 711 when root, so that the `postgres` user passes them).
+fn create_dirs(data_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
-    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let mode = if for_another_user { 0o711 } else { 0o700 };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(parent)?;
+    if let Some(parent) = data_dir.parent() {
+        create_private_dir(parent)?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(data_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),

@@ -464,7 +464,12 @@ mod tests {
         let auth = Authenticator::new(&config, "tenant", &[]).unwrap();
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&secret_file), 0o600);
-        assert_eq!(mode(secret_file.parent().unwrap()), 0o700);
+        let private = if gatehouse_core::secret_file::is_root() {
+            0o711
+        } else {
+            0o700
+        };
+        assert_eq!(mode(secret_file.parent().unwrap()), private);
         let token = dev_token(&config, "tenant", "acme-ada", "acme", None, false).unwrap();
         assert!(auth.token(&token, now_unix_seconds()).is_ok());
         // The secret that used to be the demo's is worth nothing now.
