@@ -584,11 +584,18 @@ sha256 = "{api_key_hash}"
     }
 
     /// The tenant's audit records, oldest first.
-    /// The serving bundle (name, version, hash), as the metrics listener tells it.
+    /// The serving bundle (name, version, hash), as the metrics listener tells it (a
+    /// background service: it may start listening a moment after the proxy).
     pub fn serving_bundle(&self) -> Value {
         let readyz = self.metrics.replace("/metrics", "/readyz");
-        let body: Value = self.client.get(readyz).send().unwrap().json().unwrap();
-        body["bundle"].clone()
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.client.get(&readyz).send() {
+                Ok(response) => return response.json::<Value>().unwrap()["bundle"].clone(),
+                Err(e) if Instant::now() > deadline => panic!("{readyz}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 
     pub fn audit(&self, tenant: &str) -> Vec<StoredRecord> {
