@@ -93,10 +93,10 @@ impl ContentApi {
 
 /// The adapter's routes.
 pub fn router(api: Arc<ContentApi>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/documents/{id}/content", get(download).put(upload))
-        .fallback(|| async { AdapterError::NotFound("route") })
-        .with_state(api)
+        .fallback(|| async { AdapterError::NotFound("route") });
+    gatehouse_adapter_kit::with_json_rejections(router).with_state(api)
 }
 
 type Api = State<Arc<ContentApi>>;

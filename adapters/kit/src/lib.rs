@@ -10,7 +10,9 @@
 mod context;
 mod decider;
 mod error;
+mod rejections;
 
 pub use context::{Call, ContextGuard};
 pub use decider::{Decider, FilterEvent};
 pub use error::AdapterError;
+pub use rejections::with_json_rejections;

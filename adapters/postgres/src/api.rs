@@ -96,7 +96,7 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
 
 /// The adapter's routes.
 pub fn router(api: Arc<DocumentsApi>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/folders/{id}",
             get(get_folder).patch(update_folder).delete(delete_folder),
@@ -141,8 +141,8 @@ pub fn router(api: Arc<DocumentsApi>) -> Router {
             get(get_memory).put(put_memory).delete(forget_memory),
         )
         .route("/memory/{id}/search", get(search_memory))
-        .fallback(|| async { AdapterError::NotFound("route") })
-        .with_state(api)
+        .fallback(|| async { AdapterError::NotFound("route") });
+    gatehouse_adapter_kit::with_json_rejections(router).with_state(api)
 }
 
 type Api = State<Arc<DocumentsApi>>;

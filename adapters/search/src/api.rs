@@ -65,10 +65,10 @@ impl SearchApi {
 
 /// The adapter's routes.
 pub fn router(api: Arc<SearchApi>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/search", get(search))
-        .fallback(|| async { AdapterError::NotFound("route") })
-        .with_state(api)
+        .fallback(|| async { AdapterError::NotFound("route") });
+    gatehouse_adapter_kit::with_json_rejections(router).with_state(api)
 }
 
 /// A hit as the database has it now.
