@@ -4,7 +4,8 @@
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Writes $WORK/gatehouse.toml: gatehouse on port $GH in development mode (dev tokens), no rate limit,
-# and its private PostgreSQL and audit spool in $WORK; then the sections given on stdin.
+# and its private PostgreSQL and audit spool in $WORK, the audit's durability from
+# AUDIT_DURABILITY (default sync); then the sections given on stdin.
 gatehouse_config() {
   {
     cat <<CONF
@@ -26,6 +27,7 @@ default_requests_per_second = 100000000
 data_dir = "$WORK/postgres"
 [audit]
 spool = "$WORK/audit.spool"
+durability = "${AUDIT_DURABILITY:-sync}"
 CONF
     cat
   } > "$WORK/gatehouse.toml"

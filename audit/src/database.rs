@@ -17,6 +17,9 @@ pub enum AuditError {
     /// The spool file cannot be read or removed.
     #[error("audit spool: {0}")]
     Spool(String),
+    /// A write took longer than allowed and was abandoned.
+    #[error("audit store: no answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// A stored record does not parse.
     #[error("audit store: corrupt record at seq {seq}: {message}")]
     Corrupt {

@@ -10,15 +10,19 @@
 //!   principal, action, resource, decision, policy and time.
 //! - [`checkpoint`]: the head of each chain, signed with a key the database never sees and
 //!   kept outside it, so that even a superuser's rewrite of the table is detected.
-//! - [`AuditWriter`]: batches records to the store from a background task; while
-//!   PostgreSQL is unreachable, batches go to a local spool file and are replayed, in
-//!   order and exactly once, when it is back.
+//! - [`Spooler`]: makes records durable in a local spool file, synced once for many
+//!   requests (group commit), and tells requests when theirs are ([`Receipt`]).
+//! - [`AuditWorker`]: writes the spool to the store from a background task, never holding
+//!   up the spooler; while PostgreSQL is unreachable or stalled, the spool grows and is
+//!   written, in order and exactly once, when it is back.
 
 pub mod checkpoint;
 mod database;
 mod record;
+mod spooler;
 mod writer;
 
 pub use database::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
-pub use writer::{AuditQueue, AuditWorker, AuditWriter, WriterConfig, drain_spool, spool};
+pub use spooler::{AuditWriter, Durability, NotDurable, Receipt, Spooled, Spooler};
+pub use writer::{AuditWorker, WriterConfig, drain_spool};

@@ -1,94 +1,49 @@
-//! Writing records in batches from a background task, through a write-ahead spool.
+//! Writing spooled records to PostgreSQL from a background task.
 //!
-//! Requests queue records in memory ([`AuditWriter`]). Every `flush_every`, the worker
-//! takes what is queued, appends it to the spool file (synced, without awaiting anything,
-//! so that a task stopped at any point loses nothing), and then writes what the spool
-//! holds to PostgreSQL, in transactions of `batch_max` records, and removes it. While
-//! PostgreSQL is unreachable (or slower than the records arrive) the spool grows, and the
+//! The spooler ([`crate::Spooler`]) makes records durable in the spool file and hands
+//! them over. Every `flush_every`, the worker takes what was handed over and writes what
+//! the spool holds to PostgreSQL, in transactions of `batch_max` records, each bounded by
+//! `write_timeout`, and removes the file once everything in it is stored. While PostgreSQL
+//! is unreachable, stalled or slower than the records arrive, the spool grows, and the
 //! worker writes it in order and exactly once (stored ids are skipped) as soon as it can.
-//! It keeps the next `memory_max` unwritten records in memory, so a short backlog is never
+//! It holds at most `memory_max` unwritten records in memory, so a short backlog is never
 //! read back from the file, and a long one (an outage of hours) costs disk, not memory:
 //! it is read back from the file a window at a time. A spool left by an earlier process
 //! is read the same way.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gatehouse_core::TenantId;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::checkpoint::CheckpointSigner;
 use crate::database::{AuditError, AuditStore};
 use crate::record::AuditRecord;
+use crate::spooler::{Appended, Spooled};
 
 /// How the writer batches.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     /// Records per transaction, at most.
     pub batch_max: usize,
-    /// Unwritten records held in memory, at most; the rest wait in the spool file only.
-    /// Also the most one flush writes, so that records queued meanwhile are spooled soon.
-    pub memory_max: usize,
-    /// How often queued records are spooled and written.
+    /// How often spooled records are written.
     pub flush_every: Duration,
-    /// The write-ahead spool (JSON lines).
-    pub spool: PathBuf,
+    /// The longest one transaction may take before it is abandoned (and retried later).
+    pub write_timeout: Duration,
     /// Signs the chains' heads after writes, at most once per `checkpoint_every` per tenant.
     pub checkpoints: Option<Arc<CheckpointSigner>>,
     /// How often a tenant's head is checkpointed (while it has new records).
     pub checkpoint_every: Duration,
 }
 
-/// The handle requests use: sending never blocks and never fails while the queue exists.
-#[derive(Debug, Clone)]
-pub struct AuditWriter {
-    sender: mpsc::UnboundedSender<AuditRecord>,
-}
-
-/// The receiving end of [`AuditWriter`]s. Cloneable: the worker drains it, and whoever
-/// stops the worker can take what is left ([`AuditQueue::take_pending`]).
-#[derive(Debug, Clone)]
-pub struct AuditQueue {
-    receiver: Arc<Mutex<mpsc::UnboundedReceiver<AuditRecord>>>,
-}
-
-impl AuditWriter {
-    /// A writer and the queue its records arrive on.
-    pub fn channel() -> (Self, AuditQueue) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let queue = AuditQueue {
-            receiver: Arc::new(Mutex::new(receiver)),
-        };
-        (Self { sender }, queue)
-    }
-
-    /// Queues a record for writing. False only when the queue is gone.
-    pub fn record(&self, record: AuditRecord) -> bool {
-        self.sender.send(record).is_ok()
-    }
-}
-
-impl AuditQueue {
-    /// Every record queued so far (without waiting).
-    pub fn take_pending(&self) -> Vec<AuditRecord> {
-        let mut out = Vec::new();
-        if let Ok(mut receiver) = self.receiver.lock() {
-            while let Ok(record) = receiver.try_recv() {
-                out.push(record);
-            }
-        }
-        out
-    }
-}
-
-/// Drains the queue into the store; see [`AuditWorker::run`].
+/// Writes what the spooler spooled to the store; see [`AuditWorker::run`].
 pub struct AuditWorker {
-    queue: AuditQueue,
+    spooled: Spooled,
     store: AuditStore,
     config: WriterConfig,
     checkpointed: Mutex<HashMap<TenantId, Instant>>,
@@ -101,7 +56,9 @@ pub struct AuditWorker {
 /// the unwritten ones, whose first few are also held in memory (the window).
 #[derive(Debug, Default)]
 struct Backlog {
-    /// Lines in the file.
+    /// The spool file's generation these line numbers count in.
+    generation: u64,
+    /// Complete lines in the file, as far as the writer knows.
     lines: usize,
     /// Leading lines already in the store (or unreadable).
     written: usize,
@@ -112,12 +69,18 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// Whether the window holds every unwritten line.
-    fn reaches_the_end(&self) -> bool {
+    fn new(generation: u64) -> Self {
+        Self {
+            generation,
+            ..Self::default()
+        }
+    }
+
+    /// The line the window would hold next.
+    fn window_end(&self) -> usize {
         self.window_lines
             .last()
             .map_or(self.written, |line| line + 1)
-            == self.lines
     }
 
     fn hold(&mut self, line: usize, record: AuditRecord) {
@@ -125,18 +88,19 @@ impl Backlog {
         self.window_lines.push(line);
     }
 
-    /// Counts a batch just appended to the file, and holds what fits of it in memory.
-    fn appended(&mut self, batch: Vec<AuditRecord>, memory_max: usize) {
-        let room = if self.reaches_the_end() {
-            memory_max.saturating_sub(self.window.len())
-        } else {
-            0
-        };
-        let first = self.lines;
-        self.lines += batch.len();
-        for (i, record) in batch.into_iter().take(room).enumerate() {
-            self.hold(first + i, record);
+    /// Holds what fits in memory of records the spooler just appended, where they
+    /// continue the window; the others are read back from the file later.
+    fn appended(&mut self, appended: Appended, memory_max: usize) {
+        if appended.generation != self.generation {
+            return;
         }
+        for (i, record) in appended.records.into_iter().enumerate() {
+            let line = appended.first_line + i;
+            if line == self.window_end() && self.window.len() < memory_max {
+                self.hold(line, record);
+            }
+        }
+        self.lines = self.lines.max(self.window_end());
     }
 
     /// Marks the first `count` records of the window written.
@@ -160,10 +124,11 @@ impl Backlog {
 }
 
 impl AuditWorker {
-    /// A worker writing what arrives on `queue` to `store`.
-    pub fn new(queue: AuditQueue, store: AuditStore, config: WriterConfig) -> Self {
+    /// A worker writing what the spooler hands over (and the spool file holds) to
+    /// `store`.
+    pub fn new(spooled: Spooled, store: AuditStore, config: WriterConfig) -> Self {
         Self {
-            queue,
+            spooled,
             store,
             config,
             checkpointed: Mutex::new(HashMap::new()),
@@ -171,10 +136,11 @@ impl AuditWorker {
         }
     }
 
-    /// Spools and writes queued records every `flush_every` until `shutdown` turns true,
-    /// then once more.
+    /// Writes spooled records every `flush_every` until `shutdown` turns true, then once
+    /// more.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.flush_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let stop = tokio::select! {
                 _ = tick.tick() => false,
@@ -188,44 +154,55 @@ impl AuditWorker {
     }
 
     async fn flush(&mut self) {
-        let batch = self.queue.take_pending();
-        if self.backlog.is_none()
-            && let Err(e) = end_torn_line(&self.config.spool)
-        {
-            tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool left by an earlier process cannot be mended");
-        }
-        if let Err(e) = spool(&self.config.spool, &batch) {
-            // Nowhere left to put them: say so loudly, with the records themselves.
-            let records: Vec<String> = batch.iter().map(AuditRecord::canonical).collect();
-            tracing::error!(target: "gatehouse::audit", error = %e, records = ?records, "AUDIT RECORDS COULD NOT BE SPOOLED");
-            return;
-        }
-        let tenants = tenants_of(&batch);
-        let memory_max = self.config.memory_max.max(1);
+        let memory_max = self.spooled.memory_max;
         let mut backlog = match self.backlog.take() {
-            Some(mut backlog) => {
-                backlog.appended(batch, memory_max);
-                backlog
-            }
-            // The spool file holds what an earlier process left, then this batch.
-            None => Backlog::default(),
+            Some(backlog) => backlog,
+            // The spool file holds what an earlier process left, then what came since.
+            None => Backlog::new(self.spooled.file.snapshot().0),
         };
+        let mut tenants = Vec::new();
+        while let Ok(appended) = self.spooled.appended.try_recv() {
+            let count = appended.records.len();
+            self.spooled.in_flight.fetch_sub(count, Ordering::AcqRel);
+            add_tenants(&mut tenants, &appended.records);
+            backlog.appended(appended, memory_max);
+        }
+        let (generation, lines) = self.spooled.file.snapshot();
+        if generation == backlog.generation {
+            backlog.lines = backlog.lines.max(lines);
+        }
+        let complete = Some(backlog.lines);
         if backlog.window.is_empty()
-            && let Err(e) = read_window(&self.config.spool, &mut backlog, memory_max)
+            && !backlog.is_done()
+            && let Err(e) = read_window(self.spooled.path(), &mut backlog, memory_max, complete)
         {
             tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool cannot be read; it is kept");
+            self.backlog = Some(backlog);
             return;
         }
-        match write_window(&self.store, &mut backlog, self.config.batch_max).await {
+        add_tenants(&mut tenants, &backlog.window);
+        let written = write_window(
+            &self.store,
+            &mut backlog,
+            self.config.batch_max,
+            self.config.write_timeout,
+        )
+        .await;
+        match written {
             Err(e) => {
-                let pending = backlog.lines - backlog.written;
+                let pending = backlog.lines.saturating_sub(backlog.written);
                 tracing::warn!(target: "gatehouse::audit", error = %e, pending, "audit store unavailable; records kept in the spool");
             }
             Ok(()) if backlog.is_done() => {
-                if let Err(e) = remove_spool(&self.config.spool) {
-                    tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
+                let file = &self.spooled.file;
+                match file.remove_if_all_of(backlog.generation, backlog.written) {
+                    Ok(Some(generation)) => backlog = Backlog::new(generation),
+                    // More was appended meanwhile: written at the next flush.
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
+                    }
                 }
-                backlog = Backlog::default();
                 self.checkpoint(&tenants).await;
             }
             Ok(()) => {}
@@ -240,8 +217,9 @@ async fn write_window(
     store: &AuditStore,
     backlog: &mut Backlog,
     chunk: usize,
+    timeout: Duration,
 ) -> Result<(), AuditError> {
-    let result = write_in_chunks(store, &backlog.window, chunk).await;
+    let result = write_in_chunks(store, &backlog.window, chunk, timeout).await;
     backlog.wrote(match &result {
         Ok(_) => backlog.window.len(),
         Err((done, _)) => *done,
@@ -250,21 +228,33 @@ async fn write_window(
 }
 
 /// Fills the backlog's empty window with up to `max` records of the spool file, from line
-/// `backlog.written` on, and counts the file's lines. An unreadable line (a write torn by
-/// a crash) is reported and passed over.
-fn read_window(path: &Path, backlog: &mut Backlog, max: usize) -> Result<(), AuditError> {
+/// `backlog.written` on, and counts the file's lines: all of them, or (while the spooler
+/// appends) at most the `backlog.lines` it had completed. An unreadable line (a write
+/// torn by a crash) is reported and passed over.
+fn read_window(
+    path: &Path,
+    backlog: &mut Backlog,
+    max: usize,
+    limit: Option<usize>,
+) -> Result<(), AuditError> {
     use std::io::BufRead as _;
     let spool_error = |e: std::io::Error| AuditError::Spool(e.to_string());
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            *backlog = Backlog::default();
+            // Removed behind the writer's back: there is nothing left to read.
+            backlog.window.clear();
+            backlog.window_lines.clear();
+            backlog.written = backlog.lines;
             return Ok(());
         }
         Err(e) => return Err(spool_error(e)),
     };
     let mut lines = 0;
     for line in std::io::BufReader::new(file).lines() {
+        if limit.is_some_and(|limit| lines >= limit) {
+            break;
+        }
         let line = line.map_err(spool_error)?;
         if line.is_empty() {
             continue;
@@ -288,15 +278,13 @@ fn read_window(path: &Path, backlog: &mut Backlog, max: usize) -> Result<(), Aud
     Ok(())
 }
 
-/// The tenants of `records`, each once.
-fn tenants_of(records: &[AuditRecord]) -> Vec<TenantId> {
-    let mut tenants: Vec<TenantId> = Vec::new();
+/// Adds the tenants of `records` to `tenants`, each once.
+fn add_tenants(tenants: &mut Vec<TenantId>, records: &[AuditRecord]) {
     for record in records {
         if !tenants.contains(&record.tenant) {
             tenants.push(record.tenant.clone());
         }
     }
-    tenants
 }
 
 /// Writes `records` in order, `chunk` per transaction; how many were new to the store. On
@@ -305,10 +293,16 @@ async fn write_in_chunks(
     store: &AuditStore,
     records: &[AuditRecord],
     chunk: usize,
+    timeout: Duration,
 ) -> Result<usize, (usize, AuditError)> {
     let (mut done, mut new) = (0, 0);
     for part in records.chunks(chunk.max(1)) {
-        new += store.append(part).await.map_err(|e| (done, e))?;
+        // A transaction abandoned here may still commit: its records are then skipped as
+        // stored when they are written again.
+        let appended = tokio::time::timeout(timeout, store.append(part))
+            .await
+            .unwrap_or(Err(AuditError::Timeout(timeout)));
+        new += appended.map_err(|e| (done, e))?;
         done += part.len();
     }
     Ok(new)
@@ -354,30 +348,6 @@ impl AuditWorker {
     }
 }
 
-/// Appends records to the spool file at `path` and syncs it. Blocking on purpose: it
-/// must not be interrupted halfway.
-///
-/// # Errors
-/// The I/O error.
-pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut lines = String::new();
-    for record in records {
-        lines.push_str(&record.canonical());
-        lines.push('\n');
-    }
-    // Records name principals, resources and addresses: readable by the owner only.
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(lines.as_bytes())?;
-    file.sync_data()
-}
-
 /// Writes every record of the spool file at `path` to `store` (skipping those already
 /// stored), a window at a time, and removes the file; returns how many records were read.
 /// A missing file is an empty spool.
@@ -385,12 +355,16 @@ pub fn spool(path: &Path, records: &[AuditRecord]) -> std::io::Result<()> {
 /// # Errors
 /// [`AuditError`] when the store refuses; the spool then stays as it was.
 pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // Missing, or not a file one could read to the end (a device).
+        return Ok(0);
+    }
     let mut backlog = Backlog::default();
     let mut read = 0;
     loop {
-        read_window(path, &mut backlog, DRAIN_WINDOW)?;
+        read_window(path, &mut backlog, DRAIN_WINDOW, None)?;
         read += backlog.window.len();
-        write_window(store, &mut backlog, DRAIN_CHUNK).await?;
+        write_window(store, &mut backlog, DRAIN_CHUNK, DRAIN_TIMEOUT).await?;
         if backlog.is_done() {
             remove_spool(path)?;
             return Ok(read);
@@ -404,31 +378,8 @@ const DRAIN_CHUNK: usize = 5_000;
 /// Records held in memory when a spool is drained outside the worker.
 const DRAIN_WINDOW: usize = 100_000;
 
-/// Ends a last line left unfinished by a crash, so that the next record appended does not
-/// run into it (and become unreadable with it).
-fn end_torn_line(path: &Path) -> std::io::Result<()> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if file.metadata()?.len() == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8];
-    file.seek(SeekFrom::End(-1))?;
-    file.read_exact(&mut last)?;
-    if last[0] != b'\n' {
-        file.write_all(b"\n")?;
-        file.sync_data()?;
-    }
-    Ok(())
-}
+/// The longest one transaction may take when a spool is drained outside the worker.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn remove_spool(path: &Path) -> Result<(), AuditError> {
     match std::fs::remove_file(path) {

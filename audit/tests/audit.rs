@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use gatehouse_audit::{
-    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, WriterConfig,
+    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, Durability, NotDurable, Spooler,
+    WriterConfig,
 };
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
@@ -221,14 +222,42 @@ async fn the_application_role_cannot_change_history_and_tampering_is_detected() 
     );
 }
 
-fn writer_config(spool: &std::path::Path, memory_max: usize) -> WriterConfig {
+fn writer_config() -> WriterConfig {
     WriterConfig {
         batch_max: 10,
-        memory_max,
         flush_every: Duration::from_millis(20),
-        spool: spool.to_path_buf(),
+        write_timeout: Duration::from_millis(300),
         checkpoints: None,
         checkpoint_every: Duration::from_secs(10),
+    }
+}
+
+/// A spooler on `spool` and a worker writing to `db`, running until `Running::stop`.
+struct Running {
+    writer: AuditWriter,
+    spooler: Spooler,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(db: &Db, spool: &std::path::Path, memory_max: usize) -> Running {
+    let (writer, spooler, spooled) = Spooler::start(spool, Durability::Sync, memory_max).unwrap();
+    let worker = AuditWorker::new(spooled, AuditStore::new(db.app.clone()), writer_config());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker.run(stopped));
+    Running {
+        writer,
+        spooler,
+        stop,
+        task,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.spooler.stop();
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
     }
 }
 
@@ -246,11 +275,8 @@ async fn survive_an_outage(memory_max: usize) {
     let db = db().await;
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = spool_dir.path().join("audit.spool");
-    let config = writer_config(&spool, memory_max);
-    let (writer, queue) = AuditWriter::channel();
-    let worker = AuditWorker::new(queue, AuditStore::new(db.app.clone()), config);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(worker.run(stopped));
+    let running = start(&db, &spool, memory_max);
+    let writer = running.writer.clone();
 
     for n in 1..=20 {
         assert!(writer.record(record("acme", n, "allow")));
@@ -280,8 +306,7 @@ async fn survive_an_outage(memory_max: usize) {
         writer.record(record("acme", n, "allow"));
     }
     wait_for(&db.app, 60).await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 
     let store = AuditStore::new(db.app.clone());
     let report = store.verify(&acme()).await.unwrap();
@@ -307,20 +332,12 @@ async fn a_line_torn_by_a_crash_does_not_swallow_the_next_record() {
     text.push_str(&torn[..torn.len() / 2]);
     std::fs::write(&spool, text).unwrap();
 
-    let (writer, queue) = AuditWriter::channel();
-    let worker = AuditWorker::new(
-        queue,
-        AuditStore::new(db.app.clone()),
-        writer_config(&spool, 1_000),
-    );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = start(&db, &spool, 1_000);
     for n in 4..=5 {
-        writer.record(record("acme", n, "deny"));
+        running.writer.record(record("acme", n, "deny"));
     }
-    let task = tokio::spawn(worker.run(stopped));
     wait_for(&db.app, 4).await;
-    stop.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
 
     let ids = acme_ids(&AuditStore::new(db.app.clone())).await;
     let expected: Vec<String> = [1, 2, 4, 5].map(|n| record("acme", n, "allow").id).into();
@@ -331,25 +348,133 @@ async fn a_line_torn_by_a_crash_does_not_swallow_the_next_record() {
     assert!(!spool.exists());
 }
 
+#[tokio::test]
+async fn a_receipt_is_answered_once_the_records_are_in_the_synced_spool_not_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("audit.spool");
+    // No database writer at all: durability is the spool's alone.
+    let (writer, spooler, _spooled) = Spooler::start(&spool, Durability::Sync, 100).unwrap();
+    for n in 1..=3 {
+        writer.record(record("acme", n, "allow"));
+    }
+    writer.barrier().wait().await.unwrap();
+    let text = std::fs::read_to_string(&spool).unwrap();
+    let spooled: Vec<&str> = text.lines().collect();
+    let expected: Vec<String> = (1..=3)
+        .map(|n| record("acme", n, "allow").canonical())
+        .collect();
+    assert_eq!(
+        spooled, expected,
+        "every record before the barrier, in order"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    spooler.stop();
+    assert_eq!(
+        writer.barrier().wait().await,
+        Err(NotDurable),
+        "with the spooler gone, nothing is durable"
+    );
+}
+
+#[tokio::test]
+async fn a_spool_that_cannot_be_written_fails_every_receipt_and_keeps_the_records() {
+    // /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
+    let (writer, spooler, _spooled) =
+        Spooler::start(std::path::Path::new("/dev/full"), Durability::Sync, 100).unwrap();
+    writer.record(record("acme", 1, "allow"));
+    assert_eq!(writer.barrier().wait().await, Err(NotDurable));
+    writer.record(record("acme", 2, "allow"));
+    assert_eq!(
+        writer.barrier().wait().await,
+        Err(NotDurable),
+        "a record that could not be spooled holds up every later receipt"
+    );
+    spooler.stop();
+
+    let (writer, spooler, _spooled) =
+        Spooler::start(std::path::Path::new("/dev/full"), Durability::Async, 100).unwrap();
+    writer.record(record("acme", 3, "allow"));
+    assert_eq!(
+        writer.barrier().wait().await,
+        Ok(()),
+        "async durability does not wait (and so cannot refuse)"
+    );
+    spooler.stop();
+}
+
+#[tokio::test]
+async fn a_stalled_database_holds_up_neither_the_spool_nor_its_receipts() {
+    let db = db().await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = spool_dir.path().join("audit.spool");
+    let running = start(&db, &spool, 5);
+    for n in 1..=5 {
+        running.writer.record(record("acme", n, "allow"));
+    }
+    wait_for(&db.app, 5).await;
+
+    // Someone holds acme's chain lock: every write of the writer waits on it, then times out.
+    let mut holder = db.owner.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('acme', 7425))")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    // The lock is released only after this: a receipt waiting on the database would
+    // never come (the timeout turns that hang into a failure).
+    let spooling = async {
+        for n in 6..=60 {
+            running.writer.record(record("acme", n, "allow"));
+            if n % 10 == 0 {
+                running.writer.barrier().wait().await.unwrap();
+            }
+        }
+        running.writer.barrier().wait().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(60), spooling)
+        .await
+        .expect("receipts are answered while the database is stuck");
+    let spooled = std::fs::read_to_string(&spool).unwrap().lines().count();
+    assert!(spooled >= 55, "the spool took every record: {spooled}");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(count(&db.app).await, Some(5), "nothing got past the lock");
+
+    holder.rollback().await.unwrap();
+    wait_for(&db.app, 60).await;
+    running.stop().await;
+    let store = AuditStore::new(db.app.clone());
+    let report = store.verify(&acme()).await.unwrap();
+    assert_eq!((report.records, report.broken), (60, None));
+    let expected: Vec<String> = (1..=60).map(|n| record("acme", n, "allow").id).collect();
+    assert_eq!(acme_ids(&store).await, expected, "once each, in order");
+    assert!(!spool.exists());
+}
+
 /// The ids of acme's stored records, oldest first.
 async fn acme_ids(store: &AuditStore) -> Vec<String> {
     let records = store.query(&AuditQuery::tenant(acme())).await.unwrap();
     records.into_iter().map(|r| r.record.id).collect()
 }
 
+/// How many records acme's log holds; `None` when the database does not answer.
+async fn count(pool: &sqlx::PgPool) -> Option<i64> {
+    let count: Result<i64, sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query_scalar("SELECT count(*) FROM audit_log")
+            .fetch_one(&mut *tx)
+            .await
+    }
+    .await;
+    count.ok()
+}
+
 async fn wait_for(pool: &sqlx::PgPool, n: i64) {
     for _ in 0..300 {
-        let count: Result<i64, sqlx::Error> = async {
-            let mut tx = pool.begin().await?;
-            sqlx::query("SELECT set_config('app.tenant_id', 'acme', true)")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query_scalar("SELECT count(*) FROM audit_log")
-                .fetch_one(&mut *tx)
-                .await
-        }
-        .await;
-        if count.ok() == Some(n) {
+        if count(pool).await == Some(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

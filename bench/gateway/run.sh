@@ -6,7 +6,9 @@
 #   pingora      a plain Pingora proxy (bench/src/bin/pingora-passthrough.rs): what the
 #                framework costs before Gatehouse does anything
 #   gatehouse    authentication, tenant, route, Cedar decision, signed context and audit
-#                to PostgreSQL: once with an EdDSA context, once with an HS256 context
+#                to PostgreSQL: with an EdDSA context and with an HS256 context, each
+#                with the durable audit (sync: no answer before its record is synced to
+#                the spool) and with async (spooled just after the answer)
 # Two measures: the latency each adds at the same fixed RATE (bench/src/bin/loadgen.rs,
 # open loop, timed from when each request was due), then the most each serves (wrk,
 # closed loop, CONNECTIONS connections). Latency goes first: after a saturating run the
@@ -127,12 +129,15 @@ for target in "direct $UP" "nginx $NGX" "pingora $PT"; do
   set -- $target
   latencies+=("$(at_rate "$1" "$2")") results+=("$(saturate "$1" "$2")")
 done
-for alg in EdDSA HS256; do
-  gatehouse_conf "$alg"
-  start_gatehouse
-  sleep 5 # let the previous run's audit writes and autovacuum settle
-  latencies+=("$(at_rate "gatehouse-$alg" "$GH")") results+=("$(saturate "gatehouse-$alg" "$GH")")
-  stop_gatehouse
+for durability in sync async; do
+  for alg in EdDSA HS256; do
+    AUDIT_DURABILITY=$durability gatehouse_conf "$alg"
+    start_gatehouse
+    sleep 5 # let the previous run's audit writes and autovacuum settle
+    label="gatehouse-$alg-$durability"
+    latencies+=("$(at_rate "$label" "$GH")") results+=("$(saturate "$label" "$GH")")
+    stop_gatehouse
+  done
 done
 audited=$(grep -c . "$WORK/audit.spool" 2>/dev/null || true)
 

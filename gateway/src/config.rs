@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use gatehouse_audit::Durability;
 use gatehouse_core::forwarded::MIN_SECRET_BYTES;
 use serde::Deserialize;
 
@@ -135,6 +136,39 @@ pub struct SearchConfig {
     /// How often every tenant's outbox is looked at, besides the notifications.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval_seconds: u64,
+    /// The most memory (address space) one text extraction may use, in MiB; it runs in a
+    /// child process, and a content that goes past this is quarantined.
+    #[serde(default = "default_extract_memory_mb")]
+    pub extract_memory_mb: u64,
+    /// The most CPU time one extraction may use, in seconds.
+    #[serde(default = "default_extract_cpu_seconds")]
+    pub extract_cpu_seconds: u64,
+    /// The longest one extraction may take, in seconds, before its process is killed.
+    #[serde(default = "default_extract_timeout_seconds")]
+    pub extract_timeout_seconds: u64,
+}
+
+impl SearchConfig {
+    /// The limits of one text extraction.
+    pub fn extract_limits(&self) -> gatehouse_adapter_search::sandbox::Limits {
+        gatehouse_adapter_search::sandbox::Limits {
+            memory_bytes: self.extract_memory_mb.saturating_mul(1024 * 1024),
+            cpu_seconds: self.extract_cpu_seconds,
+            deadline: std::time::Duration::from_secs(self.extract_timeout_seconds),
+        }
+    }
+}
+
+fn default_extract_memory_mb() -> u64 {
+    1024
+}
+
+fn default_extract_cpu_seconds() -> u64 {
+    20
+}
+
+fn default_extract_timeout_seconds() -> u64 {
+    30
 }
 
 /// The search engine.
@@ -297,15 +331,25 @@ fn default_data_dir() -> PathBuf {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Where records wait while PostgreSQL is unreachable.
+    /// `"sync"` (the default): no answer and no effect without a durable record. A request
+    /// that changes data is forwarded once its record is in the synced spool; a read is
+    /// forwarded at once and its response held until then. `"async"`: records are spooled
+    /// a moment after the answer, and a crash may lose the last few.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Where records are made durable, and wait while PostgreSQL is unreachable.
     #[serde(default = "default_spool")]
     pub spool: PathBuf,
     /// Records per batch, at most.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
-    /// A batch is written at least this often, in milliseconds.
+    /// A batch is written to PostgreSQL at least this often, in milliseconds.
     #[serde(default = "default_flush_ms")]
     pub flush_interval_ms: u64,
+    /// The longest one write to PostgreSQL may take (statement, lock and transaction),
+    /// in milliseconds; what it held is written again later.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
     /// Unwritten records held in memory, at most, while PostgreSQL is away or behind; the
     /// rest wait in the spool file only.
     #[serde(default = "default_memory_max")]
@@ -350,15 +394,21 @@ fn default_checkpoint_seconds() -> u64 {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self {
+            durability: Durability::default(),
             spool: default_spool(),
             batch_max: default_batch_max(),
             flush_interval_ms: default_flush_ms(),
+            write_timeout_ms: default_write_timeout_ms(),
             memory_max: default_memory_max(),
             checkpoint_key_file: None,
             checkpoint_file: None,
             checkpoint_interval_seconds: default_checkpoint_seconds(),
         }
     }
+}
+
+fn default_write_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_spool() -> PathBuf {

@@ -36,4 +36,5 @@ mod refusal;
 mod runtime;
 
 pub use edge::identity::dev_token;
+pub use runtime::adapters::EXTRACT_COMMAND;
 pub use runtime::server::{add_proxy_workers, check, run};

@@ -49,10 +49,21 @@ enum Command {
         #[arg(long)]
         mfa: bool,
     },
+    /// (Internal) Extract the text of the content on stdin, within the limits given: the
+    /// search adapter's bounded child process.
+    #[command(name = gatehouse_gateway::EXTRACT_COMMAND, hide = true)]
+    ExtractText {
+        /// The content type, the address-space limit in bytes, the CPU limit in seconds.
+        #[arg(num_args = 3)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ExtractText { args }) = &cli.command {
+        return gatehouse_adapter_search::sandbox::child_main(args);
+    }
     if cli.print_default_config {
         print!("{PRODUCTION_TEMPLATE}");
         return ExitCode::SUCCESS;

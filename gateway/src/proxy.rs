@@ -15,13 +15,14 @@ use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use gatehouse_audit::Receipt;
 use gatehouse_core::TenantId;
 use gatehouse_core::forwarded::{CONTEXT_HEADER, ContextSigner, ForwardedContext};
 use gatehouse_core::ids::new_decision_id;
 use gatehouse_pdp::AccessRequest;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use serde_json::{Value, json};
 
 use crate::authorize::{Authorizer, Origin};
@@ -85,6 +86,8 @@ pub struct RequestState {
     forward_credentials: bool,
     forwarded: Option<String>,
     upstream_started: Option<Instant>,
+    /// A read forwarded before its record was durable: its response waits on this.
+    record_pending: Option<Receipt>,
 }
 
 /// One worker thread's proxy: a handle on the shared [`Gateway`].
@@ -188,6 +191,8 @@ impl ProxyHttp for ProxyWorker {
         Ok(())
     }
 
+    /// Holds a read's response until its record is durable (the upstream's time hid the
+    /// spool's sync); 503 if it cannot be.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -199,7 +204,41 @@ impl ProxyHttp for ProxyWorker {
                 .with_label_values(&[tenant.as_str()])
                 .observe(started.elapsed().as_secs_f64());
         }
+        if let Some(receipt) = ctx.record_pending.take()
+            && receipt.wait().await.is_err()
+        {
+            ctx.code = Some(Refusal::audit_unavailable().code);
+            return Err(pingora::Error::explain(
+                pingora::ErrorType::HTTPStatus(503),
+                "the decision's audit record could not be made durable",
+            ));
+        }
         Ok(())
+    }
+
+    /// Answers a request that could not be proxied with a JSON error (502 when the
+    /// upstream failed), unless the client is gone or an answer was already on its way.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let refusal = if ctx.code == Some(Refusal::audit_unavailable().code) {
+            Some(Refusal::audit_unavailable())
+        } else {
+            proxy_failure(e)
+        };
+        let error_code = refusal.as_ref().map_or(0, |r| r.status);
+        if let Some(refusal) = refusal
+            && session.response_written().is_none()
+        {
+            let _ = refuse(session, ctx, refusal).await;
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(
@@ -308,6 +347,11 @@ impl Gateway {
                     self.authorizer
                         .audit_refusal(tenant, &principal, e.code(), &origin);
                 }
+                self.authorizer
+                    .records_durable()
+                    .wait()
+                    .await
+                    .map_err(|_| Refusal::audit_unavailable())?;
                 return Err(refuse(e));
             }
         };
@@ -367,6 +411,17 @@ impl Gateway {
         ctx.resource = Some(decided.texts.resource.clone());
         ctx.decision_id = Some(decided.id.clone());
         ctx.decision = Some(decided.decision.effect.as_str());
+        let durable = self.authorizer.records_durable();
+        let changes_data = !req.method.is_safe();
+        if !decided.decision.is_allowed() || changes_data {
+            // No answer and no effect before the record is durable.
+            durable
+                .wait()
+                .await
+                .map_err(|_| Refusal::audit_unavailable())?;
+        } else {
+            ctx.record_pending = Some(durable);
+        }
         if !decided.decision.is_allowed() {
             return Err(Refusal::for_deny(&decided.decision));
         }
@@ -423,7 +478,14 @@ impl Gateway {
         };
         let req = session.req_header();
         let (method, path) = (req.method.as_str().to_string(), req.uri.path().to_string());
-        let reply = self.api.handle(&method, &path, &caller, &body).await;
+        let mut reply = self.api.handle(&method, &path, &caller, &body).await;
+        if self.authorizer.records_durable().wait().await.is_err() {
+            let refusal = Refusal::audit_unavailable();
+            reply = decision_api::Reply {
+                status: refusal.status,
+                body: refusal.body(),
+            };
+        }
         ctx.code = Some("pdp_api");
         ctx.action = Some(path);
         let request_id = request_id(session);
@@ -481,6 +543,28 @@ async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal)
     )
     .await?;
     Ok(true)
+}
+
+/// The answer to a request that failed on its way to or from the upstream, by what
+/// failed; `None` when the client is gone.
+fn proxy_failure(e: &pingora::Error) -> Option<Refusal> {
+    use pingora::{ErrorSource, ErrorType};
+    Some(match e.esource() {
+        ErrorSource::Upstream => Refusal::new(
+            502,
+            "upstream_unavailable",
+            "the upstream could not be reached or did not answer properly",
+        ),
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                return None;
+            }
+            _ => Refusal::bad("bad_request", "the request could not be read"),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => {
+            Refusal::new(502, "proxy_failed", "the request could not be proxied")
+        }
+    })
 }
 
 /// The request body, refused over `limit` bytes.

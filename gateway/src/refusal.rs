@@ -49,6 +49,16 @@ impl Refusal {
         )
     }
 
+    /// 503: the decision's audit record could not be made durable, so nothing may be
+    /// answered or done on it (fail closed).
+    pub fn audit_unavailable() -> Self {
+        Self::new(
+            503,
+            "audit_unavailable",
+            "the decision could not be recorded; nothing was done",
+        )
+    }
+
     /// The refusal of a denied request: 503 when the decision point could not decide
     /// (fail closed), 403 with the deny's code otherwise.
     pub fn for_deny(decision: &Decision) -> Self {

@@ -1182,3 +1182,39 @@ fn search_finds_contents_within_the_tenant_and_only_what_the_reader_may_read() {
         "the deleted document's objects are gone from the store"
     );
 }
+
+/// Documents built byte by byte, decompression bombs among them (shared with the search
+/// adapter's tests).
+#[path = "../../adapters/search/tests/common/mod.rs"]
+mod files;
+
+#[test]
+fn a_decompression_bomb_is_quarantined_and_the_gateway_serves_on() {
+    let gw = Gateway::start_with_documents();
+    let (editor, admin) = (gw.token("acme-ed", "acme"), gw.token("acme-ada", "acme"));
+    // A few kilobytes that inflate to 2 GiB: without bounds, the gateway itself would grow
+    // past every limit, and again at each restart.
+    let bomb = files::pdf_bomb(2);
+    let response = gw
+        .client
+        .put(format!("{}/documents/acme-plan/content", gw.base))
+        .bearer_auth(&editor)
+        .header("content-type", "application/pdf")
+        .body(bomb)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    upload(&gw, "acme-public", &admin, "text/plain", "zephyr brochure");
+
+    // The outbox takes jobs in order: once the second is found, the first was dealt with.
+    let answer = search_until(&gw, &editor, "q=zephyr", |a| a["total"] == 1);
+    assert_eq!(hit_ids(&answer), ["acme-public"], "{answer}");
+    assert!(
+        gw.log()
+            .contains("extraction went past its limits: quarantined"),
+        "{}",
+        gw.log()
+    );
+    let (status, _) = gw.get("/documents/acme-plan", &editor);
+    assert_eq!(status, 200, "the gateway serves on");
+}

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit policies",
         include_str!("../sql/0010_audit_policies.sql"),
     ),
+    (
+        11,
+        "extraction status",
+        include_str!("../sql/0011_extraction_status.sql"),
+    ),
 ];
 
 /// Begins a transaction in which row-level security shows and accepts only `tenant`'s

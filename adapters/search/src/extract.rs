@@ -72,6 +72,12 @@ pub enum ExtractError {
     /// The content is not what its type says, or is damaged.
     #[error("the content cannot be read as {0}: {1}")]
     Malformed(&'static str, String),
+    /// Extracting went past its memory, CPU or time limit ([`crate::sandbox`]).
+    #[error("the extraction went past its limits: {0}")]
+    Limit(String),
+    /// No extractor could be started (the machine's fault, not the content's).
+    #[error("no extractor could be started: {0}")]
+    Unavailable(String),
 }
 
 /// The text of `content`, of type `content_type`, at most [`MAX_TEXT_BYTES`] long.
@@ -145,20 +151,29 @@ fn docx(content: &[u8]) -> Result<String, ExtractError> {
     let part = archive
         .by_name("word/document.xml")
         .map_err(|e| malformed(&e))?;
-    let mut xml = String::new();
+    let mut xml = Vec::new();
     part.take(MAX_DOCX_XML_BYTES)
-        .read_to_string(&mut xml)
+        .read_to_end(&mut xml)
         .map_err(|e| malformed(&e))?;
-    word_text(&xml).map_err(|e| malformed(&e))
+    let cut = xml.len() as u64 >= MAX_DOCX_XML_BYTES;
+    let xml = String::from_utf8_lossy(&xml);
+    word_text(&xml, cut).map_err(|e| malformed(&e))
 }
 
-fn word_text(xml: &str) -> Result<String, quick_xml::Error> {
+/// The text of the body XML; when `cut` (read up to its bound, so it ends mid-way), the
+/// text up to where it was cut.
+fn word_text(xml: &str, cut: bool) -> Result<String, quick_xml::Error> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut out = String::new();
     let mut in_text = false;
     loop {
-        match reader.read_event()? {
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(_) if cut => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        match event {
             Event::Start(e) if e.local_name().as_ref() == "t" => in_text = true,
             Event::End(e) => match e.local_name().as_ref() {
                 "t" => in_text = false,
@@ -168,7 +183,12 @@ fn word_text(xml: &str) -> Result<String, quick_xml::Error> {
             Event::Empty(e) if matches!(e.local_name().as_ref(), "tab" | "br") => out.push(' '),
             Event::Text(text) if in_text => out.push_str(&text.xml10_content()),
             Event::GeneralRef(reference) if in_text => {
-                if let Some(c) = reference.resolve_char_ref()? {
+                let resolved = match reference.resolve_char_ref() {
+                    Ok(resolved) => resolved,
+                    Err(_) if cut => return Ok(out),
+                    Err(e) => return Err(e),
+                };
+                if let Some(c) = resolved {
                     out.push(c);
                 } else if let Some(c) = predefined_entity(&reference) {
                     out.push(c);
@@ -212,7 +232,7 @@ fn normalize_space(text: &str) -> String {
     out
 }
 
-fn truncate(mut text: String, max: usize) -> String {
+pub(crate) fn truncate(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -253,7 +273,14 @@ mod tests {
     #[test]
     fn word_runs_with_entities() {
         let xml = r#"<w:document xmlns:w="x"><w:body><w:p><w:r><w:t>Fish &amp; chips</w:t></w:r><w:r><w:tab/><w:t xml:space="preserve"> &#x41;B</w:t></w:r></w:p><w:p><w:r><w:t>next</w:t></w:r></w:p></w:body></w:document>"#;
-        assert_eq!(word_text(xml).unwrap(), "Fish & chips  AB\nnext\n");
+        assert_eq!(word_text(xml, false).unwrap(), "Fish & chips  AB\nnext\n");
+    }
+
+    #[test]
+    fn a_body_cut_at_its_bound_keeps_the_text_before_the_cut() {
+        let xml = r#"<w:document xmlns:w="x"><w:body><w:p><w:r><w:t>kept</w:t></w:r></w:p><w:p><w:r><w:t>lo"#;
+        assert_eq!(word_text(xml, true).unwrap(), "kept\nlo");
+        assert!(word_text(&xml[..xml.len() - 6], false).is_err());
     }
 
     #[test]

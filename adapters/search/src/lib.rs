@@ -8,6 +8,7 @@ pub mod extract;
 pub mod index;
 pub mod meili;
 pub mod outbox;
+pub mod sandbox;
 pub mod shred;
 
 pub use embedded::EmbeddedIndex;

@@ -19,22 +19,29 @@ use gatehouse_adapter_blobs::{BlobError, BlobStore, KeyError, KeyRing, StoreErro
 use gatehouse_core::TenantId;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::extract::{self, Kind};
+use crate::extract::{self, ExtractError, Kind};
 use crate::index::{IndexError, IndexedDocument, SearchIndex};
+use crate::sandbox::Sandbox;
 
 /// The channel the triggers notify.
 pub const CHANNEL: &str = "gatehouse_outbox";
 /// Jobs taken in one transaction.
 const BATCH: i64 = 200;
 
-/// Where the worker reads contents from, to extract their text.
+/// Where the worker reads contents from, and what extracts their text.
 #[derive(Clone)]
 pub struct Contents {
     /// The tenant keys.
     pub keys: KeyRing,
     /// The object store.
     pub store: BlobStore,
+    /// Extracts text in bounded child processes.
+    pub extractor: Sandbox,
 }
+
+/// How many times extracting one content may be started before it is quarantined (a
+/// start that never finished is a crash of the whole worker).
+pub const MAX_EXTRACTION_ATTEMPTS: i32 = 3;
 
 /// Why a batch of jobs could not be done (it is kept and retried).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,9 @@ pub enum WorkerError {
     /// The object store failed, or is not configured while objects must be deleted.
     #[error("object store: {0}")]
     Store(String),
+    /// No extractor could be started (not the document's fault: retried).
+    #[error("extractor: {0}")]
+    Extractor(String),
 }
 
 /// Asks for every document of `tenant` to be indexed again (after switching engines, or
@@ -107,6 +117,8 @@ struct DocumentRow {
     object_key: Option<String>,
     text_sha256: Option<String>,
     text: Option<String>,
+    text_status: Option<String>,
+    text_attempts: Option<i32>,
 }
 
 impl Worker {
@@ -294,7 +306,8 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let rows: Vec<DocumentRow> = sqlx::query_as(
             "SELECT d.id, d.name, d.path, d.owner_id, d.tags, d.classification, d.created_at, d.updated_at, \
-                    v.content_type, v.size_bytes, v.sha256, v.object_key, t.sha256 AS text_sha256, t.text \
+                    v.content_type, v.size_bytes, v.sha256, v.object_key, t.sha256 AS text_sha256, t.text, \
+                    t.status AS text_status, t.attempts AS text_attempts \
              FROM documents d \
              LEFT JOIN document_versions v ON v.tenant_id = d.tenant_id AND v.document_id = d.id AND v.version = d.current_version \
              LEFT JOIN document_texts t ON t.tenant_id = d.tenant_id AND t.document_id = d.id \
@@ -345,7 +358,9 @@ impl Worker {
     }
 
     /// The text of the document's current content: kept from an earlier extraction of the
-    /// same content, or extracted now and kept.
+    /// same content, or extracted now and kept. A content whose extraction fails, goes past
+    /// its limits or was started [`MAX_EXTRACTION_ATTEMPTS`] times without finishing is
+    /// indexed by its metadata alone, and never extracted again.
     async fn current_text(
         &self,
         tx: &mut Transaction<'static, Postgres>,
@@ -355,34 +370,84 @@ impl Worker {
         let (Some(sha256), Some(object)) = (&row.sha256, &row.object_key) else {
             return Ok(String::new());
         };
-        if row.text_sha256.as_ref() == Some(sha256) {
+        let same_content = row.text_sha256.as_ref() == Some(sha256);
+        let unfinished = same_content && row.text_status.as_deref() == Some("started");
+        if same_content && !unfinished {
             return Ok(row.text.clone().unwrap_or_default());
         }
         let Some(contents) = &self.contents else {
             return Ok(String::new());
         };
+        let attempts = if unfinished {
+            row.text_attempts.unwrap_or(0) + 1
+        } else {
+            1
+        };
         let size = u64::try_from(row.size_bytes.unwrap_or(0)).unwrap_or(0);
         let content_type = row.content_type.clone().unwrap_or_default();
-        let text = if size > extract::MAX_INPUT_BYTES || Kind::of(&content_type).is_none() {
-            String::new()
+        let outcome = if attempts > MAX_EXTRACTION_ATTEMPTS {
+            tracing::error!(target: "gatehouse::search", tenant = %tenant, document = row.id, attempts = attempts - 1, "extraction never finished: quarantined, indexed by metadata");
+            Extraction::quarantined("extraction was started and never finished".into())
+        } else if size > extract::MAX_INPUT_BYTES || Kind::of(&content_type).is_none() {
+            Extraction::done(String::new())
         } else {
-            match read_content(contents, tenant, object, sha256).await {
-                Ok(Some(bytes)) => extract_logged(tenant, &row.id, content_type, bytes).await,
-                Ok(None) => String::new(),
-                Err(e) => return Err(e),
+            // Counted before it runs, and committed: a crash on the way counts too.
+            self.record_text(
+                None,
+                tenant,
+                &row.id,
+                sha256,
+                &Extraction::started(),
+                attempts,
+            )
+            .await?;
+            match read_content(contents, tenant, object, sha256).await? {
+                Some(bytes) => {
+                    let extracted = contents.extractor.extract(&content_type, bytes).await;
+                    Extraction::of(tenant, &row.id, extracted)?
+                }
+                None => Extraction::done(String::new()),
             }
         };
-        sqlx::query(
-            "INSERT INTO document_texts (tenant_id, document_id, sha256, text) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, document_id) DO UPDATE SET sha256 = EXCLUDED.sha256, text = EXCLUDED.text, extracted_at = now()",
+        self.record_text(Some(tx), tenant, &row.id, sha256, &outcome, attempts)
+            .await?;
+        Ok(outcome.text)
+    }
+
+    /// Keeps how the extraction of `sha256` went, in `tx`, or committed at once without.
+    async fn record_text(
+        &self,
+        tx: Option<&mut Transaction<'static, Postgres>>,
+        tenant: &TenantId,
+        document: &str,
+        sha256: &str,
+        extraction: &Extraction,
+        attempts: i32,
+    ) -> Result<(), WorkerError> {
+        let query = sqlx::query(
+            "INSERT INTO document_texts (tenant_id, document_id, sha256, text, status, attempts, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, document_id) DO UPDATE SET sha256 = EXCLUDED.sha256, text = EXCLUDED.text, \
+             status = EXCLUDED.status, attempts = EXCLUDED.attempts, error = EXCLUDED.error, extracted_at = now()",
         )
         .bind(tenant.as_str())
-        .bind(&row.id)
+        .bind(document)
         .bind(sha256)
-        .bind(&text)
-        .execute(&mut **tx)
-        .await?;
-        Ok(text)
+        .bind(&extraction.text)
+        .bind(extraction.status)
+        .bind(attempts)
+        .bind(&extraction.error);
+        match tx {
+            Some(tx) => {
+                query.execute(&mut **tx).await?;
+            }
+            None => {
+                let mut own = gatehouse_schemas::tenant_tx(&self.pool, tenant).await?;
+                query.execute(&mut *own).await?;
+                own.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes an object no version points at any more (restored versions share theirs).
@@ -449,20 +514,60 @@ async fn read_content(
     Ok(Some(bytes))
 }
 
-async fn extract_logged(
-    tenant: &TenantId,
-    id: &str,
-    content_type: String,
-    bytes: Vec<u8>,
-) -> String {
-    let extracted =
-        tokio::task::spawn_blocking(move || extract::extract(&content_type, &bytes)).await;
-    match extracted {
-        Ok(Ok(text)) => text,
-        Ok(Err(e)) => {
-            tracing::warn!(target: "gatehouse::search", tenant = %tenant, document = id, error = %e, "no text extracted; indexed by metadata");
-            String::new()
+/// How extracting a content went: its text (empty when there is none) and its status.
+struct Extraction {
+    text: String,
+    status: &'static str,
+    error: Option<String>,
+}
+
+impl Extraction {
+    fn done(text: String) -> Self {
+        Self {
+            text,
+            status: "done",
+            error: None,
         }
-        Err(_) => String::new(),
+    }
+
+    fn started() -> Self {
+        Self {
+            text: String::new(),
+            status: "started",
+            error: None,
+        }
+    }
+
+    fn quarantined(why: String) -> Self {
+        Self {
+            text: String::new(),
+            status: "quarantined",
+            error: Some(why),
+        }
+    }
+
+    /// The outcome of an extractor's run; an extractor that could not run is the worker's
+    /// error (the job is retried), not the document's.
+    fn of(
+        tenant: &TenantId,
+        id: &str,
+        extracted: Result<String, ExtractError>,
+    ) -> Result<Self, WorkerError> {
+        match extracted {
+            Ok(text) => Ok(Self::done(text)),
+            Err(ExtractError::Unavailable(e)) => Err(WorkerError::Extractor(e)),
+            Err(ExtractError::Limit(e)) => {
+                tracing::error!(target: "gatehouse::search", tenant = %tenant, document = id, error = %e, "extraction went past its limits: quarantined, indexed by metadata");
+                Ok(Self::quarantined(e))
+            }
+            Err(e) => {
+                tracing::warn!(target: "gatehouse::search", tenant = %tenant, document = id, error = %e, "no text extracted; indexed by metadata");
+                Ok(Self {
+                    text: String::new(),
+                    status: "failed",
+                    error: Some(e.to_string()),
+                })
+            }
+        }
     }
 }

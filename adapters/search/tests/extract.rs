@@ -1,63 +1,14 @@
 //! Text from real files: a PDF and a Word document built here byte by byte, as writers of
 //! those formats lay them out.
 
+mod common;
+
 use std::io::Write as _;
+use std::time::Duration;
 
-use gatehouse_adapter_search::extract::{ExtractError, extract};
-
-const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
-
-/// A one-page PDF showing `line` in Helvetica, with a correct cross-reference table.
-fn pdf(line: &str) -> Vec<u8> {
-    let stream = format!("BT /F1 24 Tf 72 700 Td ({line}) Tj ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
-        format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
-    ];
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, body) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for offset in offsets {
-        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-    }
-    out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    out
-}
-
-/// A Word document with these paragraphs.
-fn docx(paragraphs: &[&str]) -> Vec<u8> {
-    let body: String = paragraphs
-        .iter()
-        .map(|p| format!("<w:p><w:r><w:t xml:space=\"preserve\">{p}</w:t></w:r></w:p>"))
-        .collect();
-    let document = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
-         <w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>{body}</w:body></w:document>"
-    );
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default();
-    zip.start_file("[Content_Types].xml", options).unwrap();
-    zip.write_all(b"<?xml version=\"1.0\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"/>").unwrap();
-    zip.start_file("word/document.xml", options).unwrap();
-    zip.write_all(document.as_bytes()).unwrap();
-    zip.finish().unwrap().into_inner()
-}
+use common::{DOCX, docx, pdf, pdf_bomb};
+use gatehouse_adapter_search::extract::{ExtractError, MAX_TEXT_BYTES, extract};
+use gatehouse_adapter_search::sandbox::{Limits, Sandbox};
 
 #[test]
 fn text_of_a_pdf() {
@@ -95,4 +46,104 @@ fn a_truncated_pdf_is_malformed() {
         extract("application/pdf", &whole[..whole.len() / 2]),
         Err(ExtractError::Malformed("pdf", _))
     ));
+}
+
+/// The crate's extractor program, within `limits`.
+fn sandbox(limits: Limits) -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_gatehouse-extract"), &[], limits)
+}
+
+/// Tight limits: what a bomb meets long before it has burst.
+const TIGHT: Limits = Limits {
+    memory_bytes: 512 * 1024 * 1024,
+    cpu_seconds: 30,
+    deadline: Duration::from_secs(60),
+};
+
+#[tokio::test]
+async fn the_sandbox_extracts_what_the_parsers_do() {
+    let sandbox = sandbox(TIGHT);
+    let text = sandbox
+        .extract("application/pdf", pdf("Invoice for quarterly widgets"))
+        .await
+        .unwrap();
+    assert!(text.contains("Invoice for quarterly widgets"), "{text:?}");
+    let text = sandbox
+        .extract(DOCX, docx(&["Minutes", "Budget &amp; hiring"]))
+        .await
+        .unwrap();
+    assert_eq!(text, "Minutes\nBudget & hiring");
+    let truncated = pdf("Invoice");
+    let half = truncated[..truncated.len() / 2].to_vec();
+    assert!(matches!(
+        sandbox.extract("application/pdf", half).await,
+        Err(ExtractError::Malformed("pdf", _))
+    ));
+    assert!(matches!(
+        sandbox.extract("image/png", vec![1, 2, 3]).await,
+        Err(ExtractError::Unsupported)
+    ));
+}
+
+#[tokio::test]
+async fn a_pdf_inflating_to_gigabytes_meets_the_memory_limit_in_its_own_process() {
+    // 1 GiB of zeros deflated twice: a few kilobytes on disk.
+    let bomb = pdf_bomb(1);
+    assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+    let sandbox = sandbox(TIGHT);
+    let outcome = sandbox.extract("application/pdf", bomb).await;
+    assert!(
+        matches!(outcome, Err(ExtractError::Limit(_))),
+        "{outcome:?}"
+    );
+    // Only the child died: the next document is extracted as ever.
+    let text = sandbox
+        .extract("application/pdf", pdf("Still here"))
+        .await
+        .unwrap();
+    assert!(text.contains("Still here"));
+}
+
+#[tokio::test]
+async fn a_docx_inflating_to_gigabytes_is_read_no_further_than_its_bound() {
+    // 256 MiB of paragraphs (four times what is read of a body), compressed about a
+    // thousand to one.
+    let paragraph = b"<w:p><w:r><w:t>all work and no play</w:t></w:r></w:p>";
+    let bomb = common::docx_with_body(paragraph, (256 << 20) / paragraph.len());
+    assert!(bomb.len() < 8 * 1024 * 1024, "{} bytes", bomb.len());
+    let outcome = sandbox(TIGHT).extract(DOCX, bomb).await;
+    // Its body is read up to a bound (the text up to there is kept), and the text kept
+    // is bounded too.
+    let text = outcome.unwrap();
+    assert!(text.starts_with("all work and no play\n"));
+    assert!(text.len() <= MAX_TEXT_BYTES, "{} bytes", text.len());
+}
+
+#[tokio::test]
+async fn html_nested_millions_deep_meets_a_limit_in_its_own_process() {
+    // 32 MiB of unclosed elements: each one a node of the tree the parser builds.
+    let html = "<div><span>".repeat(32 * 1024 * 1024 / 11).into_bytes();
+    let outcome = sandbox(TIGHT).extract("text/html", html).await;
+    assert!(
+        matches!(outcome, Err(ExtractError::Limit(_))),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_parser_that_hangs_is_killed_at_the_deadline() {
+    // An extractor that never answers (and uses no CPU, so only the deadline can end it).
+    let hanging = Sandbox::new(
+        "/bin/sh",
+        &["-c", "exec sleep 600", "extractor"],
+        Limits {
+            deadline: Duration::from_secs(1),
+            ..TIGHT
+        },
+    );
+    let outcome = hanging.extract("application/pdf", pdf("x")).await;
+    match outcome {
+        Err(ExtractError::Limit(why)) => assert!(why.contains("no answer within"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

@@ -2,11 +2,14 @@
 //! application role) and a real S3-protocol server: what a transaction commits reaches the
 //! index and the object store, after a crash, through failures, and only for its tenant.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_adapter_blobs::{BlobStore, KeyRing, MasterKey, S3Settings, StoreError, sealed};
-use gatehouse_adapter_search::outbox::{Contents, Worker};
+use gatehouse_adapter_search::outbox::{Contents, MAX_EXTRACTION_ATTEMPTS, Worker};
+use gatehouse_adapter_search::sandbox::{Limits, Sandbox};
 use gatehouse_adapter_search::{EmbeddedIndex, SearchIndex, SearchQuery};
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
@@ -72,6 +75,14 @@ async fn world() -> World {
     let contents = Contents {
         keys: KeyRing::new(MasterKey::from_bytes(&[7; 32]).unwrap(), app.clone()),
         store,
+        extractor: Sandbox::new(
+            env!("CARGO_BIN_EXE_gatehouse-extract"),
+            &[],
+            Limits {
+                memory_bytes: 512 * 1024 * 1024,
+                ..Limits::default()
+            },
+        ),
     };
     let index = Arc::new(EmbeddedIndex::new(dir.path().join("index")));
     World {
@@ -119,14 +130,25 @@ impl World {
 
     /// Stores `text` as the document's next version, as the blob adapter does.
     async fn upload(&self, tenant: &TenantId, id: &str, text: &str) -> String {
+        self.upload_as(tenant, id, text.as_bytes().to_vec(), "text/plain")
+            .await
+    }
+
+    /// Stores `content` of `content_type` as the document's next version.
+    async fn upload_as(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        content: Vec<u8>,
+        content_type: &str,
+    ) -> String {
         let object = format!(
             "tenants/{}/documents/{id}/{}",
             tenant.as_str(),
             rand_suffix()
         );
-        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
-            text.to_string(),
-        ))]);
+        let body =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(content))]);
         let stored = sealed::put(
             &self.contents.keys,
             &self.contents.store,
@@ -142,7 +164,7 @@ impl World {
             tenant,
             &format!(
                 "INSERT INTO document_versions (tenant_id, document_id, version, created_by, content_type, size_bytes, sha256, object_key, key_id) \
-                 SELECT tenant_id, id, current_version + 1, 'alice', 'text/plain', {}, '{}', '{object}', '{key_id}' FROM documents WHERE tenant_id = '{t}' AND id = '{id}';\
+                 SELECT tenant_id, id, current_version + 1, 'alice', '{content_type}', {}, '{}', '{object}', '{key_id}' FROM documents WHERE tenant_id = '{t}' AND id = '{id}';\
                  UPDATE documents SET current_version = current_version + 1, updated_at = now() WHERE tenant_id = '{t}' AND id = '{id}';",
                 stored.size,
                 stored.sha256,
@@ -170,6 +192,18 @@ impl World {
             .collect();
         ids.sort();
         ids
+    }
+
+    /// How the extraction of the document's content went, and how often it was started.
+    async fn extraction(&self, tenant: &TenantId, id: &str) -> (String, i32) {
+        let mut tx = gatehouse_schemas::tenant_tx(&self.app, tenant)
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT status, attempts FROM document_texts WHERE document_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
     }
 
     async fn pending(&self, tenant: &TenantId) -> i64 {
@@ -485,4 +519,62 @@ async fn a_shredded_tenant_leaves_no_readable_copy_of_its_contents_anywhere() {
     assert_eq!(marker_texts(w.app.clone()).await, 0);
     // Another tenant keeps its own.
     assert_eq!(w.found(&globex, "nightingale").await, ["g1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_that_bursts_its_extraction_limits_is_quarantined_and_the_queue_goes_on() {
+    let w = world().await;
+    let acme = tenant("acme");
+    w.folder_and_documents(&acme, &[("bomb", "bomb.pdf"), ("memo", "memo.txt")])
+        .await;
+    w.upload_as(&acme, "bomb", common::pdf_bomb(1), "application/pdf")
+        .await;
+    w.upload(&acme, "memo", "quarterly widgets").await;
+    let worker = w.worker();
+    worker.drain(&acme).await.unwrap();
+    assert_eq!(w.pending(&acme).await, 0, "no job is left behind");
+    assert_eq!(w.found(&acme, "widgets").await, vec!["memo"]);
+    assert_eq!(
+        w.found(&acme, "bomb").await,
+        vec!["bomb"],
+        "indexed by its metadata"
+    );
+    assert_eq!(w.extraction(&acme, "bomb").await, ("quarantined".into(), 1));
+    assert_eq!(w.extraction(&acme, "memo").await, ("done".into(), 1));
+
+    // Indexed again (a rename, a reindex): never extracted again.
+    gatehouse_adapter_search::outbox::request_reindex(&w.app, &acme)
+        .await
+        .unwrap();
+    worker.drain(&acme).await.unwrap();
+    assert_eq!(w.extraction(&acme, "bomb").await, ("quarantined".into(), 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_extraction_that_never_finished_is_quarantined_after_a_few_starts() {
+    let w = world().await;
+    let acme = tenant("acme");
+    w.folder_and_documents(&acme, &[("memo", "memo.txt")]).await;
+    w.upload(&acme, "memo", "quarterly widgets").await;
+    // As a worker that died mid-extraction each time leaves it: started, never finished.
+    w.as_tenant(
+        &acme,
+        &format!(
+            "INSERT INTO document_texts (tenant_id, document_id, sha256, text, status, attempts) \
+             SELECT v.tenant_id, v.document_id, v.sha256, '', 'started', {MAX_EXTRACTION_ATTEMPTS} \
+             FROM document_versions v JOIN documents d ON d.tenant_id = v.tenant_id AND d.id = v.document_id \
+             WHERE d.id = 'memo' AND v.version = d.current_version"
+        ),
+    )
+    .await;
+    w.worker().drain(&acme).await.unwrap();
+    assert_eq!(
+        w.extraction(&acme, "memo").await,
+        ("quarantined".into(), MAX_EXTRACTION_ATTEMPTS + 1)
+    );
+    assert!(
+        w.found(&acme, "widgets").await.is_empty(),
+        "not extracted a fourth time"
+    );
+    assert_eq!(w.found(&acme, "memo").await, vec!["memo"]);
 }

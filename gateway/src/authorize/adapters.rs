@@ -80,6 +80,10 @@ impl Decider for AdapterDecider {
     ) -> Result<(), AdapterError> {
         let request = Self::request(call, action, resource_type, id)?;
         let decided = self.authorizer.decide(request, &self.origin(call)).await;
+        // The adapter acts on (or answers with) this decision: its record first.
+        if self.authorizer.records_durable().wait().await.is_err() {
+            return Err(AdapterError::Unavailable);
+        }
         if decided.decision.is_allowed() {
             return Ok(());
         }

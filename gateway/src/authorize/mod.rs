@@ -11,7 +11,7 @@ pub mod adapters;
 
 use std::sync::Arc;
 
-use gatehouse_audit::{AuditRecord, AuditWriter};
+use gatehouse_audit::{AuditRecord, AuditWriter, Receipt};
 use gatehouse_core::TenantId;
 use gatehouse_core::ids::new_decision_id;
 use gatehouse_core::time::now_unix_micros;
@@ -72,6 +72,12 @@ impl Authorizer {
     /// The entities decisions are made with.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A receipt for every record made so far: wait on it before an answer or an effect
+    /// of a decision goes out (it is ready at once under `durability = "async"`).
+    pub fn records_durable(&self) -> Receipt {
+        self.audit.barrier()
     }
 
     /// Decides `request`, audits the decision as asked at `origin`, and counts it.

@@ -20,9 +20,14 @@ use sqlx::postgres::PgPoolOptions;
 
 use gatehouse_adapter_search::api::SearchApi;
 use gatehouse_adapter_search::outbox::{Contents, Worker as OutboxWorker};
+use gatehouse_adapter_search::sandbox::Sandbox;
 use gatehouse_adapter_search::{EmbeddedIndex, MeiliIndex, SearchIndex};
 
 use crate::authorize::adapters::AdapterDecider;
+
+/// The `gatehouse` command that extracts text as a bounded child process of the search
+/// adapter ([`gatehouse_adapter_search::sandbox`]).
+pub const EXTRACT_COMMAND: &str = "extract-text";
 use crate::config::{BlobsConfig, SearchConfig, SearchEngine, Secret};
 
 /// Builds an adapter's router; called once its runtime runs (database pools need one).
@@ -186,11 +191,15 @@ impl AdapterService {
         let index = search_index(config)?;
         let blobs = blobs.map(|b| (b.settings.clone(), b.master.clone()));
         let sweep = Duration::from_secs(config.sweep_interval_seconds.max(1));
+        // Text is extracted by this very binary, run as a bounded child process.
+        let program = std::env::current_exe().context("finding the gatehouse binary")?;
+        let extractor = Sandbox::new(program, &[EXTRACT_COMMAND], config.extract_limits());
         let make_router = move || {
             let pool = app_pool(&app_url)?;
             let contents = blobs.as_ref().map(|(settings, master)| Contents {
                 keys: KeyRing::new(master.clone(), pool.clone()),
                 store: BlobStore::new(settings),
+                extractor: extractor.clone(),
             });
             let worker = OutboxWorker::new(pool.clone(), index.clone(), contents);
             tokio::spawn(worker.run(sweep, std::future::pending()));

@@ -8,13 +8,13 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use gatehouse_audit::checkpoint::CheckpointSigner;
-use gatehouse_audit::{AuditQueue, AuditStore, AuditWorker, WriterConfig};
+use gatehouse_audit::{AuditStore, AuditWorker, Spooled, WriterConfig};
 use gatehouse_core::secret_file::replace_secret_file;
 use gatehouse_pgcluster::PgCluster;
 use gatehouse_schemas::migrate;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use std::collections::HashMap;
 
@@ -123,28 +123,32 @@ impl Database {
     }
 }
 
-/// Writes audit records from the queue until shutdown.
+/// Writes spooled audit records to the database until shutdown.
 pub struct AuditService {
-    queue: AuditQueue,
-    app_url: String,
+    /// Taken by the worker when the service starts.
+    spooled: std::sync::Mutex<Option<Spooled>>,
+    database: PgConnectOptions,
     config: AuditConfig,
     checkpoints: Option<Arc<CheckpointSigner>>,
 }
 
 impl AuditService {
-    /// The service for `queue`, writing to the database at `app_url` and signing
-    /// checkpoints with the configured key (created on first start).
+    /// The service writing what the spooler hands over (`spooled`) to the database at
+    /// `app_url`, and signing checkpoints with the configured key (created on first
+    /// start).
     ///
     /// # Errors
-    /// When the checkpoint key cannot be read or created.
-    pub fn new(queue: AuditQueue, app_url: String, config: AuditConfig) -> anyhow::Result<Self> {
+    /// When the database URL cannot be used or the checkpoint key cannot be read or
+    /// created.
+    pub fn new(spooled: Spooled, app_url: &str, config: AuditConfig) -> anyhow::Result<Self> {
+        let database = audit_database(app_url, &config).context("the audit log's database URL")?;
         let (key_file, file) = config.checkpoint_paths();
         let signer = CheckpointSigner::load_or_create(&key_file, file)
             .with_context(|| format!("the audit checkpoint key {}", key_file.display()))?;
         tracing::info!(target: "gatehouse::audit", public_key = signer.public_key_pem(), "signing audit checkpoints");
         Ok(Self {
-            queue,
-            app_url,
+            spooled: std::sync::Mutex::new(Some(spooled)),
+            database,
             config,
             checkpoints: Some(Arc::new(signer)),
         })
@@ -154,44 +158,46 @@ impl AuditService {
 #[async_trait]
 impl BackgroundService for AuditService {
     async fn start(&self, shutdown: ShutdownWatch) {
-        let queue = self.queue.clone();
-        if let Some(parent) = self.config.spool.parent() {
-            let _ = gatehouse_core::secret_file::create_private_dir(parent);
-        }
-        match audit_pool(&self.app_url) {
-            Ok(pool) => {
-                let config = WriterConfig {
-                    batch_max: self.config.batch_max,
-                    memory_max: self.config.memory_max,
-                    flush_every: Duration::from_millis(self.config.flush_interval_ms),
-                    spool: self.config.spool.clone(),
-                    checkpoints: self.checkpoints.clone(),
-                    checkpoint_every: Duration::from_secs(self.config.checkpoint_interval_seconds),
-                };
-                AuditWorker::new(queue, AuditStore::new(pool), config)
-                    .run(shutdown)
-                    .await;
-            }
-            Err(e) => {
-                tracing::error!(target: "gatehouse::audit", error = %e, "invalid database URL: audit records are not written")
-            }
-        }
+        let Some(spooled) = self.spooled.lock().ok().and_then(|mut s| s.take()) else {
+            return;
+        };
+        let config = WriterConfig {
+            batch_max: self.config.batch_max,
+            flush_every: Duration::from_millis(self.config.flush_interval_ms),
+            write_timeout: Duration::from_millis(self.config.write_timeout_ms),
+            checkpoints: self.checkpoints.clone(),
+            checkpoint_every: Duration::from_secs(self.config.checkpoint_interval_seconds),
+        };
+        let pool = audit_pool(self.database.clone());
+        AuditWorker::new(spooled, AuditStore::new(pool), config)
+            .run(shutdown)
+            .await;
     }
 }
 
-fn audit_pool(url: &str) -> Result<sqlx::PgPool, sqlx::Error> {
+/// The audit log's connection options: every statement and lock wait is bounded by the
+/// write timeout, so a stalled PostgreSQL or a held lock holds up the writer for that
+/// long at most (and never the spool).
+fn audit_database(url: &str, config: &AuditConfig) -> Result<PgConnectOptions, sqlx::Error> {
+    let timeout = config.write_timeout_ms.to_string();
+    Ok(url.parse::<PgConnectOptions>()?.options([
+        ("statement_timeout", timeout.as_str()),
+        ("lock_timeout", timeout.as_str()),
+        ("idle_in_transaction_session_timeout", timeout.as_str()),
+    ]))
+}
+
+/// A pool on `database`, connecting when first used. Needs a Tokio runtime.
+fn audit_pool(database: PgConnectOptions) -> sqlx::PgPool {
     PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy(url)
+        .connect_lazy_with(database)
 }
 
-/// After the server stopped: spools what is still queued, then writes the spool (at most
-/// ten seconds; what remains is written at the next start).
-pub fn drain_spool_after_shutdown(queue: &AuditQueue, app_url: &str, config: &AuditConfig) {
-    if let Err(e) = gatehouse_audit::spool(&config.spool, &queue.take_pending()) {
-        tracing::error!(target: "gatehouse::audit", error = %e, "AUDIT RECORDS COULD NOT BE SPOOLED AT SHUTDOWN");
-    }
+/// After the server and the spooler stopped: writes the spool (at most ten seconds; what
+/// remains is written at the next start).
+pub fn drain_spool_after_shutdown(app_url: &str, config: &AuditConfig) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -199,8 +205,8 @@ pub fn drain_spool_after_shutdown(queue: &AuditQueue, app_url: &str, config: &Au
         return;
     };
     runtime.block_on(async {
-        let Ok(pool) = audit_pool(app_url) else { return };
-        let store = AuditStore::new(pool);
+        let Ok(database) = audit_database(app_url, config) else { return };
+        let store = AuditStore::new(audit_pool(database));
         let drained = tokio::time::timeout(Duration::from_secs(10), gatehouse_audit::drain_spool(&store, &config.spool)).await;
         match drained {
             Ok(Ok(_)) => {}

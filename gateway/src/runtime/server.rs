@@ -13,7 +13,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
-use gatehouse_audit::AuditWriter;
+use gatehouse_audit::{AuditWriter, Spooler};
 
 use crate::authorize::Authorizer;
 use crate::authorize::adapters::AdapterDecider;
@@ -114,7 +114,7 @@ fn context_signer(config: &ForwardingConfig) -> anyhow::Result<ContextSigner> {
 /// # Errors
 /// What could not be loaded, with its file.
 pub fn check(config: &Config) -> anyhow::Result<String> {
-    let (audit, _queue) = AuditWriter::channel();
+    let audit = AuditWriter::detached(config.audit.durability);
     let database = match config.entities.source {
         EntitySource::Postgres => Some(Database::prepare(&config.database, None)?),
         EntitySource::File => None,
@@ -135,8 +135,18 @@ pub fn check(config: &Config) -> anyhow::Result<String> {
 /// When the gateway cannot be built.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let mut changes = None;
-    let (audit, queue) = AuditWriter::channel();
     let database = Database::prepare(&config.database, seed(&config)?.as_deref())?;
+    if let Some(parent) = config.audit.spool.parent() {
+        gatehouse_core::secret_file::create_private_dir(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let (audit, spooler, spooled) = Spooler::start(
+        &config.audit.spool,
+        config.audit.durability,
+        config.audit.memory_max,
+    )
+    .with_context(|| format!("the audit spool {}", config.audit.spool.display()))?;
+    let audit_service = AuditService::new(spooled, &database.app_url, config.audit.clone())?;
     let gateway = build(&config, audit, Some(&database))?;
     if let Store::Postgres(store) = gateway.authorizer.store() {
         changes = Some(ChangeListener {
@@ -175,11 +185,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(listener) = changes {
         server.add_service(background_service("entity changes", listener));
     }
-    let audit_service = AuditService::new(
-        queue.clone(),
-        database.app_url.clone(),
-        config.audit.clone(),
-    )?;
     server.add_service(background_service("audit writer", audit_service));
     if config.policy.reload_interval_seconds > 0 {
         let reloader = BundleReloader {
@@ -259,9 +264,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config.server.threads,
     );
     server.run(RunArgs::default());
-    // Every service has stopped: write what the audit writer spooled, then stop the
-    // private cluster (when there is one) by dropping it.
-    drain_spool_after_shutdown(&queue, &database.app_url, &config.audit);
+    // Every service has stopped: spool what is still queued, write the spool, then stop
+    // the private cluster (when there is one) by dropping it.
+    spooler.stop();
+    drain_spool_after_shutdown(&database.app_url, &config.audit);
     drop(database);
     Ok(())
 }

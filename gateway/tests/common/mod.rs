@@ -47,6 +47,9 @@ impl Received {
     }
 }
 
+/// The recording upstream's response header that echoes the forwarded context.
+pub const ECHOED_CONTEXT: &str = "x-echoed-context";
+
 /// A plain HTTP/1.1 server that answers 200 and records every request head.
 pub struct Upstream {
     pub port: u16,
@@ -105,9 +108,16 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
             request_line: request_line.trim_end().to_string(),
             headers,
         });
+        // The context the gateway forwarded, echoed: its decision id tells the client which
+        // audit record stands for the answer.
+        let context = log.lock().unwrap().last().and_then(|r| {
+            r.header(gatehouse_core::forwarded::CONTEXT_HEADER)
+                .map(str::to_string)
+        });
+        let echo = context.map_or_else(String::new, |c| format!("{ECHOED_CONTEXT}: {c}\r\n"));
         let body = r#"{"upstream":"ok"}"#;
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{echo}content-length: {}\r\n\r\n{body}",
             body.len()
         );
         if stream.write_all(response.as_bytes()).is_err() {
@@ -249,6 +259,26 @@ impl Gateway {
         None
     }
 
+    /// Kills the process with SIGKILL (no shutdown at all) and starts it again with the
+    /// same configuration and files; returns once it is healthy.
+    pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the (stopped) process again with the same configuration and files; returns
+    /// once it is healthy.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.config_path(), &self.stderr_path);
+        self.wait_ready();
+    }
+
     /// The configuration file the gateway was started with.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("gatehouse.toml")
@@ -266,6 +296,30 @@ impl Drop for Gateway {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A query for every record of `tenant`.
+fn all_of(tenant: &str) -> AuditQuery {
+    let mut query = AuditQuery::tenant(TenantId::parse(tenant).unwrap());
+    query.limit = i64::MAX;
+    query
+}
+
+/// Starts the gateway binary on `config`, its log appended to `log`.
+fn spawn(config: &Path, log: &Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(config)
+        .env("TEST_HS256_SECRET", HS256_SECRET)
+        .stdout(log)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
@@ -418,14 +472,7 @@ sha256 = "{api_key_hash}"
         let config_path = dir.path().join("gatehouse.toml");
         std::fs::write(&config_path, config).unwrap();
         let stderr_path = dir.path().join("gatehouse.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .arg("--config")
-            .arg(&config_path)
-            .env("TEST_HS256_SECRET", HS256_SECRET)
-            .stdout(std::fs::File::create(&stderr_path).unwrap())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn(&config_path, &stderr_path);
         let dir_path = dir.path().to_path_buf();
         let mut gateway = Self {
             child,
@@ -598,13 +645,9 @@ sha256 = "{api_key_hash}"
         }
     }
 
+    /// Every audit record of the tenant (not only the query's default latest 1,000).
     pub fn audit(&self, tenant: &str) -> Vec<StoredRecord> {
-        self.with_store(|store| async move {
-            store
-                .query(&AuditQuery::tenant(TenantId::parse(tenant).unwrap()))
-                .await
-                .unwrap()
-        })
+        self.with_store(|store| async move { store.query(&all_of(tenant)).await.unwrap() })
     }
 
     /// Waits until the tenant has `n` audit records (at most 20 s), and returns them.
@@ -612,10 +655,7 @@ sha256 = "{api_key_hash}"
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let records = self.with_store(|store| async move {
-                store
-                    .query(&AuditQuery::tenant(TenantId::parse(tenant).unwrap()))
-                    .await
-                    .unwrap_or_default()
+                store.query(&all_of(tenant)).await.unwrap_or_default()
             });
             if records.len() >= n || Instant::now() > deadline {
                 return records;
