@@ -277,6 +277,11 @@ pub struct LimitsConfig {
     /// For a plan not listed.
     #[serde(default = "default_rps")]
     pub default_requests_per_second: u32,
+    /// Requests refused before any decision (a bad credential, another tenant's host, an
+    /// unknown tenant) per second from one client address; past it, the address gets 429
+    /// `too_many_refusals` until it slows down. Charged to no tenant. 0: no limit.
+    #[serde(default = "default_refusals_per_source")]
+    pub refusals_per_source_per_second: u32,
 }
 
 impl Default for LimitsConfig {
@@ -284,8 +289,13 @@ impl Default for LimitsConfig {
         Self {
             requests_per_second: HashMap::new(),
             default_requests_per_second: default_rps(),
+            refusals_per_source_per_second: default_refusals_per_source(),
         }
     }
+}
+
+fn default_refusals_per_source() -> u32 {
+    100
 }
 
 fn default_rps() -> u32 {
@@ -993,6 +1003,21 @@ pub(crate) mod tests {
             config.routes.len(),
             Config::parse(DEMO, "demo").unwrap().routes.len()
         );
+        assert_eq!(config.audit.durability, Durability::Sync);
+    }
+
+    #[test]
+    fn the_audit_is_durable_unless_chosen_otherwise() {
+        let demo = Config::parse(DEMO, "demo").unwrap();
+        assert_eq!(demo.audit.durability, Durability::Sync);
+        let with = |value: &str| {
+            Config::parse(&format!("{DEMO}\n[audit]\ndurability = {value}\n"), "test")
+        };
+        assert_eq!(
+            with("\"async\"").unwrap().audit.durability,
+            Durability::Async
+        );
+        assert!(with("\"eventually\"").is_err());
     }
 
     #[test]

@@ -299,9 +299,37 @@ impl Gateway {
         }
     }
 
+    /// Who asks and in which tenant ([`Self::identify_caller`]), unless the client's
+    /// address was refused too often of late: each refusal here counts against it.
+    async fn identify(
+        &self,
+        session: &Session,
+        ctx: &mut RequestState,
+    ) -> std::result::Result<(Principal, TenantId), Refusal> {
+        let source = client_ip(session);
+        if let Some(source) = source.as_deref()
+            && self.tenants.refused_too_often(source)
+        {
+            let mut refusal = Refusal::new(
+                429,
+                "too_many_refusals",
+                "too many refused requests from this address",
+            );
+            refusal.retry_after = Some(1);
+            return Err(refusal);
+        }
+        let identified = self.identify_caller(session, ctx).await;
+        if let (Err(refusal), Some(source)) = (&identified, source.as_deref())
+            && matches!(refusal.status, 401 | 403 | 404)
+        {
+            self.tenants.count_refusal(source);
+        }
+        identified
+    }
+
     /// Who asks and in which tenant: the credential, the tenant (host and claim must
     /// agree) and the tenant's admission (known, not over its rate).
-    async fn identify(
+    async fn identify_caller(
         &self,
         session: &Session,
         ctx: &mut RequestState,

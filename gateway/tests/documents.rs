@@ -1218,3 +1218,29 @@ fn a_decompression_bomb_is_quarantined_and_the_gateway_serves_on() {
     let (status, _) = gw.get("/documents/acme-plan", &editor);
     assert_eq!(status, 200, "the gateway serves on");
 }
+
+#[test]
+fn an_adapter_closes_a_connection_that_never_finishes_its_request_head() {
+    use std::io::{Read as _, Write as _};
+    let gw = Gateway::start_with_documents();
+    let adapter = gw.documents.as_ref().unwrap().trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(adapter).unwrap();
+    // Half a request head, then nothing more.
+    slow.write_all(b"GET /documents/acme-plan HTTP/1.1\r\nHost: adapter\r\n")
+        .unwrap();
+    // Bounded only so that a connection left open fails the test instead of hanging it.
+    slow.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = slow.read_to_end(&mut answer);
+    assert!(
+        closed.is_ok(),
+        "the adapter kept the half-open request: {closed:?}"
+    );
+    // hyper answers a head that timed out with a bare 408, or just closes.
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}

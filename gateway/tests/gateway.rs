@@ -488,3 +488,44 @@ fn metrics_count_requests_and_decisions_by_tenant() {
     }
     assert!(!text.contains("madeup"), "{text}");
 }
+
+#[test]
+fn refusals_are_throttled_per_client_address_and_charged_to_no_tenant() {
+    let gw = Gateway::start();
+    let vera = gw.token("acme-vera", "acme");
+    // Bad credentials, as fast as one client sends them (the limit: 100 a second).
+    let mut throttled = None;
+    for sent in 0..5_000 {
+        let (status, body) = gw.get("/documents/acme-plan", "not-a-token");
+        if status == 429 {
+            throttled = Some((sent, body));
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+    }
+    let (sent, body) = throttled.expect("an address that keeps failing is throttled");
+    assert!(sent >= 100, "not before its limit: {sent}");
+    assert_eq!(body["error"]["code"], "too_many_refusals", "{body}");
+    assert_eq!(
+        gw.get("/documents/acme-plan", &vera).0,
+        429,
+        "the address waits, whatever it sends"
+    );
+
+    // Another address (acme's own users among them) is served meanwhile: the refusals
+    // were charged to the address, not to the tenant.
+    let elsewhere = reqwest::blocking::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let response = elsewhere
+        .get(format!("{}/documents/acme-plan", gw.base))
+        .bearer_auth(&vera)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Once it slows down, the address is served again.
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(gw.get("/documents/acme-plan", &vera).0, 200);
+}

@@ -11,6 +11,7 @@ mod context;
 mod decider;
 mod error;
 mod rejections;
+pub mod serve;
 
 pub use context::{Call, ContextGuard};
 pub use decider::{Decider, FilterEvent};

@@ -1,5 +1,8 @@
 //! What the gateway knows of each tenant before deciding: that it exists, its plan, and
-//! its request rate (one tenant's flood is refused before it costs anyone a decision).
+//! its request rate (one tenant's flood is refused before it costs anyone a decision);
+//! and how often each client address was refused before any decision (so that guessing
+//! credentials or knocking on other tenants' doors is throttled per source, charged to no
+//! tenant).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -16,6 +19,8 @@ pub struct Tenants {
     plans: RwLock<HashMap<TenantId, String>>,
     limits: LimitsConfig,
     rate: Rate,
+    /// Refusals before any decision, by client address.
+    refusals: Rate,
 }
 
 /// What to do with a request of a tenant.
@@ -53,6 +58,7 @@ impl Tenants {
             plans: RwLock::new(plans),
             limits,
             rate: Rate::new(Duration::from_secs(1)),
+            refusals: Rate::new(Duration::from_secs(1)),
         }
     }
 
@@ -68,6 +74,23 @@ impl Tenants {
         self.plans
             .read()
             .is_ok_and(|plans| plans.contains_key(tenant))
+    }
+
+    /// Whether `source` (a client address) was refused more often than its limit, in
+    /// this second or the last.
+    pub fn refused_too_often(&self, source: &str) -> bool {
+        let limit = self.limits.refusals_per_source_per_second;
+        if limit == 0 {
+            return false;
+        }
+        let now = self.refusals.observe(&source, 0);
+        now > isize::try_from(limit).unwrap_or(isize::MAX)
+            || self.refusals.rate(&source) > f64::from(limit)
+    }
+
+    /// Counts a refusal of `source` before any decision.
+    pub fn count_refusal(&self, source: &str) {
+        self.refusals.observe(&source, 1);
     }
 
     /// Counts the request against its tenant's rate and says whether it may proceed.

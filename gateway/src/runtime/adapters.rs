@@ -321,11 +321,6 @@ impl BackgroundService for AdapterService {
         let stopped = async move {
             let _ = shutdown.changed().await;
         };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(target: "gatehouse::adapter", adapter = self.name, error = %e, "stopped");
-        }
+        gatehouse_adapter_kit::serve::serve(listener, router, stopped).await;
     }
 }
