@@ -193,7 +193,8 @@ impl AuditWorker {
                 let pending = backlog.lines.saturating_sub(backlog.written);
                 tracing::warn!(target: "gatehouse::audit", error = %e, pending, "audit store unavailable; records kept in the spool");
             }
-            Ok(()) if backlog.is_done() => {
+            // A spool that held records, all of them stored now (an empty one is left alone).
+            Ok(()) if backlog.is_done() && backlog.lines > 0 => {
                 let file = &self.spooled.file;
                 match file.remove_if_all_of(backlog.generation, backlog.written) {
                     Ok(Some(generation)) => backlog = Backlog::new(generation),
