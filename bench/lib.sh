@@ -3,7 +3,8 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Writes $WORK/gatehouse.toml: gatehouse on port $GH in development mode (dev tokens), no rate limit,
+# Writes $WORK/gatehouse.toml: gatehouse on port $GH (its metrics on $GHM, when set) in
+# development mode (dev tokens), no rate limit,
 # and its private PostgreSQL and audit spool in $WORK, the audit's durability from
 # AUDIT_DURABILITY (default sync); then the sections given on stdin.
 gatehouse_config() {
@@ -11,6 +12,7 @@ gatehouse_config() {
     cat <<CONF
 [server]
 listen = "127.0.0.1:$GH"
+${GHM:+metrics_listen = \"127.0.0.1:$GHM\"}
 threads = 2
 grace_period_seconds = 0
 [policy]

@@ -24,5 +24,7 @@ mod writer;
 
 pub use database::{AuditError, AuditQuery, AuditStore, StoredRecord, VerifyReport};
 pub use record::{AuditRecord, GENESIS_HASH, chain_hash};
-pub use spooler::{AuditWriter, Durability, NotDurable, Receipt, Spooled, Spooler};
+pub use spooler::{
+    AuditWriter, Durability, NotDurable, Receipt, SEGMENT_BYTES, SpoolOptions, Spooled, Spooler,
+};
 pub use writer::{AuditWorker, WriterConfig, drain_spool};

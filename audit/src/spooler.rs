@@ -10,6 +10,12 @@
 //! ([`crate::AuditWorker`]) without blocking, at most `memory_max` records at a time. What
 //! does not fit stays in the file only, and the writer reads it back from there. While the
 //! database is slow or away, memory stays bounded and the spool grows on disk.
+//!
+//! The spool is a series of segments: the active file (`audit.spool`), which the spooler
+//! appends to, and sealed ones (`audit.spool.<n>`). Once the active file holds
+//! [`SEGMENT_BYTES`], the spooler seals it (a rename) and starts a new one, so that under
+//! a load that never pauses the writer can still remove what it has stored: a sealed
+//! segment once all of it is in the database, the active one when it has caught up.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -37,6 +43,30 @@ pub enum Durability {
 
 /// The most records one write and sync of the spool takes.
 const MAX_BATCH: usize = 4_096;
+
+/// The size past which the active segment is sealed and a new one started, by default.
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How the spooler works.
+#[derive(Debug, Clone, Copy)]
+pub struct SpoolOptions {
+    /// When records must be durable.
+    pub durability: Durability,
+    /// The most records held in memory on the way to the database.
+    pub memory_max: usize,
+    /// The size past which the active segment is sealed.
+    pub segment_bytes: u64,
+}
+
+impl Default for SpoolOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Sync,
+            memory_max: 100_000,
+            segment_bytes: SEGMENT_BYTES,
+        }
+    }
+}
 
 /// The handle requests audit through. Cheap to clone; sending never blocks.
 #[derive(Debug, Clone)]
@@ -127,49 +157,68 @@ pub(crate) struct Appended {
     pub records: Vec<AuditRecord>,
 }
 
-/// The spool file, shared by the spooler (which appends) and the database writer (which
-/// reads back and removes it once everything in it is stored).
+/// The spool's segments, shared by the spooler (which appends to the active one and seals
+/// it) and the database writer (which reads back and removes them once all they hold is
+/// stored).
 #[derive(Debug)]
 pub(crate) struct SpoolFile {
     pub path: PathBuf,
+    segment_bytes: u64,
     state: Mutex<SpoolState>,
 }
 
 #[derive(Debug)]
 struct SpoolState {
-    /// Counts removals: line numbers of an earlier generation mean nothing now.
+    /// The active segment's generation (line numbers count within a generation).
     generation: u64,
-    /// Complete lines in the file.
+    /// Complete lines in the active segment.
     lines: usize,
+    /// Its size.
+    bytes: u64,
     file: Option<File>,
+    /// Sealed segments not yet removed, oldest first.
+    sealed: Vec<Segment>,
+}
+
+/// A segment of the spool, as the writer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub generation: u64,
+    /// Complete lines in it.
+    pub lines: usize,
+    /// `None` for the active segment (the spool's own path).
+    pub sealed: Option<PathBuf>,
 }
 
 impl SpoolFile {
-    /// Opens the spool at `path`, ending a line that a crash left unfinished, and counts
-    /// the lines an earlier process left.
-    fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens the spool at `path`: the segments an earlier process sealed (in order), then
+    /// its active file, whose line a crash left unfinished is ended.
+    fn open(path: &Path, segment_bytes: u64) -> std::io::Result<Self> {
         end_torn_line(path)?;
+        let sealed = sealed_segments(path)?;
+        let generation = sealed.last().map_or(0, |s| s.generation + 1);
         let is_file = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        let lines = if is_file {
-            let bytes = std::fs::read(path)?;
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|line| !line.is_empty())
-                .count()
+        let (lines, bytes) = if is_file {
+            let content = std::fs::read(path)?;
+            (count_lines(&content), content.len() as u64)
         } else {
-            0
+            (0, 0)
         };
         Ok(Self {
             path: path.to_path_buf(),
+            segment_bytes,
             state: Mutex::new(SpoolState {
-                generation: 0,
+                generation,
                 lines,
+                bytes,
                 file: None,
+                sealed,
             }),
         })
     }
 
-    /// Appends `records` and syncs; their generation and first line.
+    /// Appends `records` and syncs; their generation and first line. Seals the active
+    /// segment first when it is full.
     fn append(&self, records: &[AuditRecord]) -> std::io::Result<(u64, usize)> {
         let mut text = String::new();
         for record in records {
@@ -177,6 +226,9 @@ impl SpoolFile {
             text.push('\n');
         }
         let mut state = self.lock();
+        if state.bytes >= self.segment_bytes && state.lines > 0 {
+            self.seal(&mut state)?;
+        }
         if state.file.is_none() {
             // Records name principals, resources and addresses: the owner's only.
             let file = std::fs::OpenOptions::new()
@@ -198,33 +250,70 @@ impl SpoolFile {
         }
         let first_line = state.lines;
         state.lines += records.len();
+        state.bytes = before + text.len() as u64;
         Ok((state.generation, first_line))
     }
 
-    /// The generation and how many complete lines the file holds.
-    pub fn snapshot(&self) -> (u64, usize) {
-        let state = self.lock();
-        (state.generation, state.lines)
+    /// Renames the active segment to its sealed name and starts a new generation.
+    fn seal(&self, state: &mut SpoolState) -> std::io::Result<()> {
+        let sealed = sealed_path(&self.path, state.generation);
+        std::fs::rename(&self.path, &sealed)?;
+        if let Some(dir) = self.path.parent() {
+            // The rename must survive a crash as the records in it do.
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        state.sealed.push(Segment {
+            generation: state.generation,
+            lines: state.lines,
+            sealed: Some(sealed),
+        });
+        state.file = None;
+        state.generation += 1;
+        state.lines = 0;
+        state.bytes = 0;
+        Ok(())
     }
 
-    /// Removes the file if it still holds exactly `lines` lines of `generation` (all of
-    /// them stored); the new generation when it did.
+    /// Every segment, oldest first: the sealed ones, then the active one.
+    pub fn segments(&self) -> Vec<Segment> {
+        let state = self.lock();
+        let mut segments = state.sealed.clone();
+        segments.push(Segment {
+            generation: state.generation,
+            lines: state.lines,
+            sealed: None,
+        });
+        segments
+    }
+
+    /// Removes a segment whose every line is stored: a sealed one at once; the active one
+    /// only if it still holds exactly `lines` lines of `generation` (nothing was appended
+    /// meanwhile), starting a new generation. Whether it was removed.
     ///
     /// # Errors
     /// When the file cannot be removed.
-    pub fn remove_if_all_of(&self, generation: u64, lines: usize) -> std::io::Result<Option<u64>> {
+    pub fn remove(&self, segment: &Segment, lines: usize) -> std::io::Result<bool> {
         let mut state = self.lock();
-        if state.generation != generation || state.lines != lines {
-            return Ok(None);
-        }
-        match std::fs::remove_file(&self.path) {
+        let path = match &segment.sealed {
+            Some(path) => path.clone(),
+            None if state.generation == segment.generation && state.lines == lines => {
+                self.path.clone()
+            }
+            None => return Ok(false),
+        };
+        match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        state.file = None;
-        state.lines = 0;
-        state.generation += 1;
-        Ok(Some(state.generation))
+        if segment.sealed.is_some() {
+            state.sealed.retain(|s| s.generation != segment.generation);
+        } else {
+            state.file = None;
+            state.lines = 0;
+            state.bytes = 0;
+            state.generation += 1;
+        }
+        Ok(true)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SpoolState> {
@@ -233,6 +322,58 @@ impl SpoolFile {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Where the segment of `generation` goes once sealed: `<spool>.<generation>`.
+fn sealed_path(spool: &Path, generation: u64) -> PathBuf {
+    let mut name = spool.as_os_str().to_owned();
+    name.push(format!(".{generation}"));
+    name.into()
+}
+
+/// The sealed segments beside `spool`, oldest first, with their line counts.
+pub(crate) fn sealed_segments(spool: &Path) -> std::io::Result<Vec<Segment>> {
+    let (Some(dir), Some(name)) = (spool.parent(), spool.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(generation) = file_name
+            .strip_prefix(&prefix)
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let lines = count_lines(&std::fs::read(entry.path())?);
+        segments.push(Segment {
+            generation,
+            lines,
+            sealed: Some(entry.path()),
+        });
+    }
+    segments.sort_by_key(|s| s.generation);
+    Ok(segments)
+}
+
+/// Complete, non-empty lines.
+fn count_lines(bytes: &[u8]) -> usize {
+    bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .count()
 }
 
 /// What the database writer takes from the spooler.
@@ -247,7 +388,7 @@ pub struct Spooled {
 }
 
 impl Spooled {
-    /// The spool file's path.
+    /// The spool's (active segment's) path.
     pub fn path(&self) -> &Path {
         &self.file.path
     }
@@ -262,20 +403,19 @@ pub struct Spooler {
 
 impl Spooler {
     /// Starts spooling to `path`: the handle requests audit through, the spooler, and
-    /// what the database writer takes (at most `memory_max` records in memory).
+    /// what the database writer takes.
     ///
     /// # Errors
     /// When the spool cannot be opened or the thread cannot be started.
     pub fn start(
         path: &Path,
-        durability: Durability,
-        memory_max: usize,
+        options: SpoolOptions,
     ) -> std::io::Result<(AuditWriter, Self, Spooled)> {
-        let file = Arc::new(SpoolFile::open(path)?);
+        let file = Arc::new(SpoolFile::open(path, options.segment_bytes)?);
         let (sender, entries) = mpsc::channel();
         let (handoff, appended) = tokio_mpsc::unbounded_channel();
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let memory_max = memory_max.max(1);
+        let memory_max = options.memory_max.max(1);
         let worker = SpoolerThread {
             file: file.clone(),
             handoff,
@@ -288,7 +428,7 @@ impl Spooler {
             .spawn(move || worker.run(&entries))?;
         let writer = AuditWriter {
             sender: sender.clone(),
-            durability,
+            durability: options.durability,
         };
         let spooled = Spooled {
             file,

@@ -11,7 +11,7 @@
 //! it is read back from the file a window at a time. A spool left by an earlier process
 //! is read the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use crate::checkpoint::CheckpointSigner;
 use crate::database::{AuditError, AuditStore};
 use crate::record::AuditRecord;
-use crate::spooler::{Appended, Spooled};
+use crate::spooler::{Appended, Segment, Spooled, sealed_segments};
 
 /// How the writer batches.
 #[derive(Debug, Clone)]
@@ -47,17 +47,18 @@ pub struct AuditWorker {
     store: AuditStore,
     config: WriterConfig,
     checkpointed: Mutex<HashMap<TenantId, Instant>>,
-    /// Where the spool file stands; `None` until the file (which an earlier process may
-    /// have left) has been read.
-    backlog: Option<Backlog>,
+    /// Where each segment of the spool stands, oldest first (the active one last).
+    backlogs: VecDeque<Backlog>,
 }
 
-/// The spool file's lines are records in order: first those already in the store, then
+/// A spool segment's lines are records in order: first those already in the store, then
 /// the unwritten ones, whose first few are also held in memory (the window).
 #[derive(Debug, Default)]
 struct Backlog {
-    /// The spool file's generation these line numbers count in.
+    /// The segment's generation, in which these line numbers count.
     generation: u64,
+    /// Its file once sealed; `None` while it is the active one.
+    sealed: Option<std::path::PathBuf>,
     /// Complete lines in the file, as far as the writer knows.
     lines: usize,
     /// Leading lines already in the store (or unreadable).
@@ -76,6 +77,15 @@ impl Backlog {
         }
     }
 
+    /// The segment as the spool knows it.
+    fn segment(&self) -> Segment {
+        Segment {
+            generation: self.generation,
+            lines: self.lines,
+            sealed: self.sealed.clone(),
+        }
+    }
+
     /// The line the window would hold next.
     fn window_end(&self) -> usize {
         self.window_lines
@@ -88,16 +98,14 @@ impl Backlog {
         self.window_lines.push(line);
     }
 
-    /// Holds what fits in memory of records the spooler just appended, where they
+    /// Holds at most `room` of the records the spooler just appended, where they
     /// continue the window; the others are read back from the file later.
-    fn appended(&mut self, appended: Appended, memory_max: usize) {
-        if appended.generation != self.generation {
-            return;
-        }
+    fn appended(&mut self, appended: Appended, mut room: usize) {
         for (i, record) in appended.records.into_iter().enumerate() {
             let line = appended.first_line + i;
-            if line == self.window_end() && self.window.len() < memory_max {
+            if line == self.window_end() && room > 0 {
                 self.hold(line, record);
+                room -= 1;
             }
         }
         self.lines = self.lines.max(self.window_end());
@@ -124,7 +132,7 @@ impl Backlog {
 }
 
 impl AuditWorker {
-    /// A worker writing what the spooler hands over (and the spool file holds) to
+    /// A worker writing what the spooler hands over (and the spool's segments hold) to
     /// `store`.
     pub fn new(spooled: Spooled, store: AuditStore, config: WriterConfig) -> Self {
         Self {
@@ -132,7 +140,7 @@ impl AuditWorker {
             store,
             config,
             checkpointed: Mutex::new(HashMap::new()),
-            backlog: None,
+            backlogs: VecDeque::new(),
         }
     }
 
@@ -153,63 +161,115 @@ impl AuditWorker {
         }
     }
 
+    /// Takes what was handed over, then writes the segments in order, oldest first,
+    /// removing each once all of it is stored.
     async fn flush(&mut self) {
-        let memory_max = self.spooled.memory_max;
-        let mut backlog = match self.backlog.take() {
-            Some(backlog) => backlog,
-            // The spool file holds what an earlier process left, then what came since.
-            None => Backlog::new(self.spooled.file.snapshot().0),
-        };
         let mut tenants = Vec::new();
+        self.take_handed_over();
+        while let Some(backlog) = self.backlogs.front_mut() {
+            let written = write_segment(
+                &self.store,
+                &self.spooled,
+                &self.config,
+                backlog,
+                &mut tenants,
+            )
+            .await;
+            if let Err(e) = written {
+                let pending = backlog.lines.saturating_sub(backlog.written);
+                tracing::warn!(target: "gatehouse::audit", error = %e, pending, "audit store unavailable; records kept in the spool");
+                break;
+            }
+            // A segment that held records, all of them stored now (an empty one is left
+            // alone); the active one only if nothing was appended meanwhile.
+            if !backlog.is_done() || backlog.lines == 0 {
+                break;
+            }
+            match self
+                .spooled
+                .file
+                .remove(&backlog.segment(), backlog.written)
+            {
+                Ok(true) if backlog.sealed.is_some() => {
+                    self.backlogs.pop_front();
+                }
+                Ok(true) => {
+                    let next = backlog.generation + 1;
+                    *backlog = Backlog::new(next);
+                    break;
+                }
+                // More was appended meanwhile: written at the next flush.
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
+                    break;
+                }
+            }
+        }
+        self.checkpoint(&tenants).await;
+    }
+
+    /// Brings the backlogs in line with the spool's segments and holds what the spooler
+    /// handed over, within `memory_max` records in all.
+    fn take_handed_over(&mut self) {
+        let mut handed = Vec::new();
         while let Ok(appended) = self.spooled.appended.try_recv() {
             let count = appended.records.len();
             self.spooled.in_flight.fetch_sub(count, Ordering::AcqRel);
-            add_tenants(&mut tenants, &appended.records);
-            backlog.appended(appended, memory_max);
+            handed.push(appended);
         }
-        let (generation, lines) = self.spooled.file.snapshot();
-        if generation == backlog.generation {
-            backlog.lines = backlog.lines.max(lines);
-        }
-        let complete = Some(backlog.lines);
-        if backlog.window.is_empty()
-            && !backlog.is_done()
-            && let Err(e) = read_window(self.spooled.path(), &mut backlog, memory_max, complete)
-        {
-            tracing::error!(target: "gatehouse::audit", error = %e, "the audit spool cannot be read; it is kept");
-            self.backlog = Some(backlog);
-            return;
-        }
-        add_tenants(&mut tenants, &backlog.window);
-        let written = write_window(
-            &self.store,
-            &mut backlog,
-            self.config.batch_max,
-            self.config.write_timeout,
-        )
-        .await;
-        match written {
-            Err(e) => {
-                let pending = backlog.lines.saturating_sub(backlog.written);
-                tracing::warn!(target: "gatehouse::audit", error = %e, pending, "audit store unavailable; records kept in the spool");
-            }
-            // A spool that held records, all of them stored now (an empty one is left alone).
-            Ok(()) if backlog.is_done() && backlog.lines > 0 => {
-                let file = &self.spooled.file;
-                match file.remove_if_all_of(backlog.generation, backlog.written) {
-                    Ok(Some(generation)) => backlog = Backlog::new(generation),
-                    // More was appended meanwhile: written at the next flush.
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(target: "gatehouse::audit", error = %e, "the written audit spool cannot be removed; a replay will skip its records");
-                    }
+        // The segments as they are after everything handed over was appended.
+        for segment in self.spooled.file.segments() {
+            let known = self
+                .backlogs
+                .iter_mut()
+                .find(|b| b.generation == segment.generation);
+            match known {
+                Some(backlog) => {
+                    backlog.sealed = segment.sealed;
+                    backlog.lines = backlog.lines.max(segment.lines);
                 }
-                self.checkpoint(&tenants).await;
+                None => {
+                    let mut backlog = Backlog::new(segment.generation);
+                    backlog.sealed = segment.sealed;
+                    backlog.lines = segment.lines;
+                    self.backlogs.push_back(backlog);
+                }
             }
-            Ok(()) => {}
         }
-        self.backlog = Some(backlog);
+        for appended in handed {
+            let held: usize = self.backlogs.iter().map(|b| b.window.len()).sum();
+            let room = self.spooled.memory_max.saturating_sub(held);
+            if let Some(backlog) = self
+                .backlogs
+                .iter_mut()
+                .find(|b| b.generation == appended.generation)
+            {
+                backlog.appended(appended, room);
+            }
+        }
     }
+}
+
+/// Writes what `backlog`'s segment holds that is not stored yet, reading it back from the
+/// file when it is not in memory; adds the tenants it writes for to `tenants`.
+async fn write_segment(
+    store: &AuditStore,
+    spooled: &Spooled,
+    config: &WriterConfig,
+    backlog: &mut Backlog,
+    tenants: &mut Vec<TenantId>,
+) -> Result<(), AuditError> {
+    let complete = Some(backlog.lines);
+    if backlog.window.is_empty() && !backlog.is_done() {
+        let path = backlog
+            .sealed
+            .clone()
+            .unwrap_or_else(|| spooled.path().to_path_buf());
+        read_window(&path, backlog, spooled.memory_max, complete)?;
+    }
+    add_tenants(tenants, &backlog.window);
+    write_window(store, backlog, config.batch_max, config.write_timeout).await
 }
 
 /// Writes the backlog's window, `chunk` records per transaction, and moves past what was
@@ -349,13 +409,24 @@ impl AuditWorker {
     }
 }
 
-/// Writes every record of the spool file at `path` to `store` (skipping those already
-/// stored), a window at a time, and removes the file; returns how many records were read.
-/// A missing file is an empty spool.
+/// Writes every record of the spool at `path` to `store` (skipping those already
+/// stored): its sealed segments, oldest first, then the active file, a window at a time,
+/// removing each once written; returns how many records were read. A missing file is an
+/// empty spool.
 ///
 /// # Errors
-/// [`AuditError`] when the store refuses; the spool then stays as it was.
+/// [`AuditError`] when the store refuses; what is not written stays as it was.
 pub async fn drain_spool(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
+    let sealed = sealed_segments(path).map_err(|e| AuditError::Spool(e.to_string()))?;
+    let mut read = 0;
+    for segment in sealed.iter().filter_map(|s| s.sealed.as_deref()) {
+        read += drain_file(store, segment).await?;
+    }
+    Ok(read + drain_file(store, path).await?)
+}
+
+/// Writes every record of one spool file and removes it; how many were read.
+async fn drain_file(store: &AuditStore, path: &Path) -> Result<usize, AuditError> {
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         // Missing, or not a file one could read to the end (a device).
         return Ok(0);

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use gatehouse_audit::{
-    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, Durability, NotDurable, Spooler,
-    WriterConfig,
+    AuditQuery, AuditRecord, AuditStore, AuditWorker, AuditWriter, Durability, NotDurable,
+    SpoolOptions, Spooler, WriterConfig,
 };
 use gatehouse_core::TenantId;
 use gatehouse_pgcluster::PgCluster;
@@ -241,7 +241,19 @@ struct Running {
 }
 
 fn start(db: &Db, spool: &std::path::Path, memory_max: usize) -> Running {
-    let (writer, spooler, spooled) = Spooler::start(spool, Durability::Sync, memory_max).unwrap();
+    start_with(db, spool, options(Durability::Sync, memory_max))
+}
+
+fn options(durability: Durability, memory_max: usize) -> SpoolOptions {
+    SpoolOptions {
+        durability,
+        memory_max,
+        ..SpoolOptions::default()
+    }
+}
+
+fn start_with(db: &Db, spool: &std::path::Path, options: SpoolOptions) -> Running {
+    let (writer, spooler, spooled) = Spooler::start(spool, options).unwrap();
     let worker = AuditWorker::new(spooled, AuditStore::new(db.app.clone()), writer_config());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(worker.run(stopped));
@@ -353,7 +365,8 @@ async fn a_receipt_is_answered_once_the_records_are_in_the_synced_spool_not_the_
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("audit.spool");
     // No database writer at all: durability is the spool's alone.
-    let (writer, spooler, _spooled) = Spooler::start(&spool, Durability::Sync, 100).unwrap();
+    let (writer, spooler, _spooled) =
+        Spooler::start(&spool, options(Durability::Sync, 100)).unwrap();
     for n in 1..=3 {
         writer.record(record("acme", n, "allow"));
     }
@@ -381,8 +394,11 @@ async fn a_receipt_is_answered_once_the_records_are_in_the_synced_spool_not_the_
 #[tokio::test]
 async fn a_spool_that_cannot_be_written_fails_every_receipt_and_keeps_the_records() {
     // /dev/full takes the open and fails every write with ENOSPC, as a full disk does.
-    let (writer, spooler, _spooled) =
-        Spooler::start(std::path::Path::new("/dev/full"), Durability::Sync, 100).unwrap();
+    let (writer, spooler, _spooled) = Spooler::start(
+        std::path::Path::new("/dev/full"),
+        options(Durability::Sync, 100),
+    )
+    .unwrap();
     writer.record(record("acme", 1, "allow"));
     assert_eq!(writer.barrier().wait().await, Err(NotDurable));
     writer.record(record("acme", 2, "allow"));
@@ -393,8 +409,11 @@ async fn a_spool_that_cannot_be_written_fails_every_receipt_and_keeps_the_record
     );
     spooler.stop();
 
-    let (writer, spooler, _spooled) =
-        Spooler::start(std::path::Path::new("/dev/full"), Durability::Async, 100).unwrap();
+    let (writer, spooler, _spooled) = Spooler::start(
+        std::path::Path::new("/dev/full"),
+        options(Durability::Async, 100),
+    )
+    .unwrap();
     writer.record(record("acme", 3, "allow"));
     assert_eq!(
         writer.barrier().wait().await,
@@ -449,6 +468,97 @@ async fn a_stalled_database_holds_up_neither_the_spool_nor_its_receipts() {
     let expected: Vec<String> = (1..=60).map(|n| record("acme", n, "allow").id).collect();
     assert_eq!(acme_ids(&store).await, expected, "once each, in order");
     assert!(!spool.exists());
+}
+
+#[tokio::test]
+async fn under_load_that_never_pauses_the_spool_is_sealed_in_segments_and_each_removed_once_stored()
+{
+    let db = db().await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = spool_dir.path().join("audit.spool");
+    // Segments of about ten records.
+    let running = start_with(
+        &db,
+        &spool,
+        SpoolOptions {
+            segment_bytes: 4_096,
+            ..options(Durability::Sync, 1_000)
+        },
+    );
+    // Records every millisecond or so, slower than the writer stores them but never
+    // pausing long enough for it to find the spool without new lines.
+    let mut most_bytes = 0;
+    for n in 1..=1_000 {
+        running.writer.record(record("acme", n, "allow"));
+        if n % 5 == 0 {
+            running.writer.barrier().wait().await.unwrap();
+            most_bytes = most_bytes.max(spool_bytes(spool_dir.path()));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    wait_for(&db.app, 1_000).await;
+    running.stop().await;
+    let store = AuditStore::new(db.app.clone());
+    let expected: Vec<String> = (1..=1_000).map(|n| record("acme", n, "allow").id).collect();
+    assert_eq!(acme_ids(&store).await, expected, "once each, in order");
+    assert_eq!(store.verify(&acme()).await.unwrap().broken, None);
+    let all_bytes: usize = (1..=1_000)
+        .map(|n| record("acme", n, "allow").canonical().len() + 1)
+        .sum();
+    assert!(
+        most_bytes < all_bytes / 4,
+        "stored segments are removed while the load goes on: the spool reached {most_bytes} of {all_bytes} bytes"
+    );
+    assert_eq!(spool_files(spool_dir.path()), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn segments_an_earlier_process_left_are_written_first_in_order() {
+    let db = db().await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = spool_dir.path().join("audit.spool");
+    let lines = |range: std::ops::RangeInclusive<u32>| -> String {
+        range
+            .map(|n| record("acme", n, "allow").canonical() + "\n")
+            .collect()
+    };
+    std::fs::write(spool_dir.path().join("audit.spool.3"), lines(1..=4)).unwrap();
+    std::fs::write(spool_dir.path().join("audit.spool.12"), lines(5..=6)).unwrap();
+    std::fs::write(&spool, lines(7..=8)).unwrap();
+    let running = start(&db, &spool, 1_000);
+    for n in 9..=10 {
+        running.writer.record(record("acme", n, "allow"));
+    }
+    wait_for(&db.app, 10).await;
+    running.stop().await;
+    let expected: Vec<String> = (1..=10).map(|n| record("acme", n, "allow").id).collect();
+    assert_eq!(
+        acme_ids(&AuditStore::new(db.app.clone())).await,
+        expected,
+        "sealed segments by number, then the active one, then what came since"
+    );
+    assert_eq!(spool_files(spool_dir.path()), Vec::<String>::new());
+}
+
+/// The size of the spool's files in `dir`, together.
+fn spool_bytes(dir: &std::path::Path) -> usize {
+    spool_files(dir)
+        .iter()
+        .filter_map(|name| std::fs::metadata(dir.join(name)).ok())
+        .map(|m| m.len() as usize)
+        .sum()
+}
+
+/// The spool's files in `dir`.
+fn spool_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("audit.spool"))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The ids of acme's stored records, oldest first.

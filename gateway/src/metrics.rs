@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{
-    Encoder, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
+    Encoder, Histogram, HistogramVec, IntCounterVec, TextEncoder, register_histogram_vec,
     register_int_counter_vec,
 };
 
@@ -79,6 +79,70 @@ pub static UPSTREAM_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("the metric registers once")
 });
+
+/// Time spent in each phase of a proxied request, gateway-wide: what the gateway itself
+/// costs, phase by phase (`bench/gateway/run.sh` reads it). No tenant label: one series
+/// per phase, resolved once ([`phase`]).
+pub static PHASE_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "gatehouse_phase_seconds",
+        "Time spent in each phase of a proxied request.",
+        &["phase"],
+        vec![
+            0.000_001,
+            0.000_002_5,
+            0.000_005,
+            0.000_01,
+            0.000_025,
+            0.000_05,
+            0.000_1,
+            0.000_25,
+            0.000_5,
+            0.001,
+            0.002_5,
+            0.01,
+            0.1,
+        ]
+    )
+    .expect("the metric registers once")
+});
+
+/// The phases of a proxied request, as [`PHASE_SECONDS`] names them.
+pub mod phase {
+    use std::sync::LazyLock;
+
+    use prometheus::Histogram;
+
+    use super::PHASE_SECONDS;
+
+    macro_rules! phases {
+        ($($(#[$doc:meta])* $name:ident = $label:literal;)*) => {$(
+            $(#[$doc])*
+            pub static $name: LazyLock<Histogram> =
+                LazyLock::new(|| PHASE_SECONDS.with_label_values(&[$label]));
+        )*};
+    }
+
+    phases! {
+        /// Credential, tenant and admission.
+        IDENTIFY = "identify";
+        /// Finding the route.
+        ROUTE = "route";
+        /// The decision point: entities and Cedar.
+        DECIDE = "decide";
+        /// Building the audit record and queueing it.
+        AUDIT_RECORD = "audit_record";
+        /// Waiting for the record to be durable (where a request waits at all).
+        AUDIT_DURABLE = "audit_durable";
+        /// Signing the forwarded context.
+        SIGN = "sign";
+    }
+}
+
+/// Observes the time since `started` in `phase`.
+pub fn observe_since(phase: &Histogram, started: std::time::Instant) {
+    phase.observe(started.elapsed().as_secs_f64());
+}
 
 /// The text exposition of every metric.
 pub fn render() -> String {

@@ -205,7 +205,7 @@ impl ProxyHttp for ProxyWorker {
                 .observe(started.elapsed().as_secs_f64());
         }
         if let Some(receipt) = ctx.record_pending.take()
-            && receipt.wait().await.is_err()
+            && durably(receipt).await.is_err()
         {
             ctx.code = Some(Refusal::audit_unavailable().code);
             return Err(pingora::Error::explain(
@@ -410,7 +410,10 @@ impl Gateway {
         session: &Session,
         ctx: &mut RequestState,
     ) -> std::result::Result<(), Refusal> {
+        let started = Instant::now();
         let (principal, tenant) = self.identify(session, ctx).await?;
+        metrics::observe_since(&metrics::phase::IDENTIFY, started);
+        let started = Instant::now();
         let req = session.req_header();
         let matched = self
             .routes
@@ -419,6 +422,7 @@ impl Gateway {
                 RouteError::NoRoute => Refusal::new(404, "no_route", e.to_string()),
                 RouteError::BadId => Refusal::new(400, "bad_resource_id", e.to_string()),
             })?;
+        metrics::observe_since(&metrics::phase::ROUTE, started);
         let client_ip = client_ip(session);
         let request = AccessRequest::new(
             tenant,
@@ -443,8 +447,7 @@ impl Gateway {
         let changes_data = !req.method.is_safe();
         if !decided.decision.is_allowed() || changes_data {
             // No answer and no effect before the record is durable.
-            durable
-                .wait()
+            durably(durable)
                 .await
                 .map_err(|_| Refusal::audit_unavailable())?;
         } else {
@@ -465,6 +468,7 @@ impl Gateway {
             mfa: principal.mfa,
             source_ip: origin.client_ip,
         };
+        let started = Instant::now();
         let signed = self
             .signer
             .sign(&forwarded, SystemTime::now())
@@ -475,6 +479,7 @@ impl Gateway {
                     "the gateway cannot sign the forwarded context",
                 )
             })?;
+        metrics::observe_since(&metrics::phase::SIGN, started);
         ctx.forwarded = Some(signed);
         ctx.upstream = Some(matched.route.upstream);
         ctx.forward_credentials = matched.route.forward_credentials;
@@ -571,6 +576,14 @@ async fn refuse(session: &mut Session, ctx: &mut RequestState, refusal: Refusal)
     )
     .await?;
     Ok(true)
+}
+
+/// Waits on `receipt`, timed as the request's wait for its audit record.
+async fn durably(receipt: Receipt) -> std::result::Result<(), gatehouse_audit::NotDurable> {
+    let started = Instant::now();
+    let durable = receipt.wait().await;
+    metrics::observe_since(&metrics::phase::AUDIT_DURABLE, started);
+    durable
 }
 
 /// The answer to a request that failed on its way to or from the upstream, by what

@@ -466,6 +466,14 @@ fn metrics_count_requests_and_decisions_by_tenant() {
         r#"gatehouse_decision_seconds_count{tenant="acme"} 2"#,
         r#"gatehouse_upstream_seconds_count{tenant="acme"} 1"#,
         r#"gatehouse_requests_total{outcome="unknown_tenant",tenant="-"} 5"#,
+        // The phases each identified request went through: the allowed read all of
+        // them, the denied delete all but signing a context.
+        r#"gatehouse_phase_seconds_count{phase="identify"} 2"#,
+        r#"gatehouse_phase_seconds_count{phase="route"} 2"#,
+        r#"gatehouse_phase_seconds_count{phase="decide"} 2"#,
+        r#"gatehouse_phase_seconds_count{phase="audit_record"} 2"#,
+        r#"gatehouse_phase_seconds_count{phase="audit_durable"} 2"#,
+        r#"gatehouse_phase_seconds_count{phase="sign"} 1"#,
     ];
     // Tenants that do not exist name no series, however many a client makes up.
     for n in 0..5 {

@@ -10,6 +10,7 @@
 pub mod adapters;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use gatehouse_audit::{AuditRecord, AuditWriter, Receipt};
 use gatehouse_core::TenantId;
@@ -82,12 +83,16 @@ impl Authorizer {
 
     /// Decides `request`, audits the decision as asked at `origin`, and counts it.
     pub async fn decide(&self, request: AccessRequest, origin: &Origin) -> Decided {
+        let started = Instant::now();
         let decision = self.pdp.decide(&self.store, &request).await;
+        metrics::observe_since(&metrics::phase::DECIDE, started);
+        let started = Instant::now();
         self.count(&request.tenant, &decision);
         let id = new_decision_id();
         let texts = UidTexts::of(&request);
         self.audit
             .record(record(&request.tenant, &texts, &decision, &id, origin));
+        metrics::observe_since(&metrics::phase::AUDIT_RECORD, started);
         Decided {
             request,
             decision,

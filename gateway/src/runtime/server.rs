@@ -13,7 +13,7 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 
-use gatehouse_audit::{AuditWriter, Spooler};
+use gatehouse_audit::{AuditWriter, SpoolOptions, Spooler};
 
 use crate::authorize::Authorizer;
 use crate::authorize::adapters::AdapterDecider;
@@ -140,12 +140,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         gatehouse_core::secret_file::create_private_dir(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let (audit, spooler, spooled) = Spooler::start(
-        &config.audit.spool,
-        config.audit.durability,
-        config.audit.memory_max,
-    )
-    .with_context(|| format!("the audit spool {}", config.audit.spool.display()))?;
+    let options = SpoolOptions {
+        durability: config.audit.durability,
+        memory_max: config.audit.memory_max,
+        ..SpoolOptions::default()
+    };
+    let (audit, spooler, spooled) = Spooler::start(&config.audit.spool, options)
+        .with_context(|| format!("the audit spool {}", config.audit.spool.display()))?;
     let audit_service = AuditService::new(spooled, &database.app_url, config.audit.clone())?;
     let gateway = build(&config, audit, Some(&database))?;
     if let Store::Postgres(store) = gateway.authorizer.store() {
