@@ -66,7 +66,7 @@ pub fn chain_hash(prev_hash: &[u8], canonical: &str) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(id: &str) -> AuditRecord {

@@ -274,6 +274,39 @@ impl SpoolFile {
         Ok(())
     }
 
+    /// The file of the segment of `generation` (`sealed` if the writer knows it sealed),
+    /// to read back; `None` when it is gone. The active segment may be sealed (renamed)
+    /// at any moment: the file opened is checked, under the lock, to still be that
+    /// generation's, so that no line of the next generation is ever read as its.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn open_segment(
+        &self,
+        generation: u64,
+        sealed: Option<&Path>,
+    ) -> std::io::Result<Option<File>> {
+        let open = |path: &Path| match File::open(path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        };
+        if let Some(path) = sealed {
+            return open(path);
+        }
+        let file = open(&self.path)?;
+        let state = self.lock();
+        if state.generation == generation {
+            return Ok(file);
+        }
+        // Sealed since the writer last looked.
+        let sealed = state.sealed.iter().find(|s| s.generation == generation);
+        match sealed.and_then(|s| s.sealed.as_deref()) {
+            Some(path) => open(path),
+            None => Ok(None),
+        }
+    }
+
     /// Every segment, oldest first: the sealed ones, then the active one.
     pub fn segments(&self) -> Vec<Segment> {
         let state = self.lock();
@@ -574,4 +607,43 @@ fn end_torn_line(path: &Path) -> std::io::Result<()> {
         file.sync_data()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::record;
+
+    #[test]
+    fn a_segment_sealed_behind_the_writers_back_is_still_read_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = SpoolFile::open(&dir.path().join("audit.spool"), 1).unwrap();
+        let first = record("first");
+        assert_eq!(spool.append(std::slice::from_ref(&first)).unwrap(), (0, 0));
+        // The writer last saw generation 0 active; the next append seals it.
+        let second = record("second");
+        assert_eq!(spool.append(std::slice::from_ref(&second)).unwrap(), (1, 0));
+        let read = |generation| {
+            let mut text = String::new();
+            let file = spool.open_segment(generation, None).unwrap();
+            std::io::Read::read_to_string(&mut file.unwrap(), &mut text).unwrap();
+            text
+        };
+        assert_eq!(
+            read(0),
+            first.canonical() + "\n",
+            "generation 0, now sealed"
+        );
+        assert_eq!(read(1), second.canonical() + "\n");
+        let segments = spool.segments();
+        assert_eq!(segments.len(), 2);
+        assert_eq!((segments[0].generation, segments[0].lines), (0, 1));
+        assert!(
+            segments[0]
+                .sealed
+                .as_ref()
+                .unwrap()
+                .ends_with("audit.spool.0")
+        );
+    }
 }

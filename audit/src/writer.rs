@@ -262,11 +262,11 @@ async fn write_segment(
 ) -> Result<(), AuditError> {
     let complete = Some(backlog.lines);
     if backlog.window.is_empty() && !backlog.is_done() {
-        let path = backlog
-            .sealed
-            .clone()
-            .unwrap_or_else(|| spooled.path().to_path_buf());
-        read_window(&path, backlog, spooled.memory_max, complete)?;
+        let file = spooled
+            .file
+            .open_segment(backlog.generation, backlog.sealed.as_deref())
+            .map_err(|e| AuditError::Spool(e.to_string()))?;
+        read_window(file, backlog, spooled.memory_max, complete)?;
     }
     add_tenants(tenants, &backlog.window);
     write_window(store, backlog, config.batch_max, config.write_timeout).await
@@ -288,28 +288,25 @@ async fn write_window(
     result.map(|_| ()).map_err(|(_, e)| e)
 }
 
-/// Fills the backlog's empty window with up to `max` records of the spool file, from line
+/// Fills the backlog's empty window with up to `max` records of its spool file (`None`:
+/// gone), from line
 /// `backlog.written` on, and counts the file's lines: all of them, or (while the spooler
 /// appends) at most the `backlog.lines` it had completed. An unreadable line (a write
 /// torn by a crash) is reported and passed over.
 fn read_window(
-    path: &Path,
+    file: Option<std::fs::File>,
     backlog: &mut Backlog,
     max: usize,
     limit: Option<usize>,
 ) -> Result<(), AuditError> {
     use std::io::BufRead as _;
     let spool_error = |e: std::io::Error| AuditError::Spool(e.to_string());
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // Removed behind the writer's back: there is nothing left to read.
-            backlog.window.clear();
-            backlog.window_lines.clear();
-            backlog.written = backlog.lines;
-            return Ok(());
-        }
-        Err(e) => return Err(spool_error(e)),
+    let Some(file) = file else {
+        // Removed behind the writer's back: there is nothing left to read.
+        backlog.window.clear();
+        backlog.window_lines.clear();
+        backlog.written = backlog.lines;
+        return Ok(());
     };
     let mut lines = 0;
     for line in std::io::BufReader::new(file).lines() {
@@ -434,7 +431,8 @@ async fn drain_file(store: &AuditStore, path: &Path) -> Result<usize, AuditError
     let mut backlog = Backlog::default();
     let mut read = 0;
     loop {
-        read_window(path, &mut backlog, DRAIN_WINDOW, None)?;
+        let file = std::fs::File::open(path).map_err(|e| AuditError::Spool(e.to_string()))?;
+        read_window(Some(file), &mut backlog, DRAIN_WINDOW, None)?;
         read += backlog.window.len();
         write_window(store, &mut backlog, DRAIN_CHUNK, DRAIN_TIMEOUT).await?;
         if backlog.is_done() {
