@@ -132,7 +132,13 @@ fn html(source: &str) -> String {
     out
 }
 
+/// The most one PDF stream may inflate to (each of its filters' layers counted apart).
+const MAX_PDF_STREAM_BYTES: u64 = 256 * 1024 * 1024;
+
 fn pdf(content: &[u8]) -> Result<String, ExtractError> {
+    // The parser inflates streams without a bound (a few kilobytes can hold gigabytes):
+    // measure every compressed stream first, within a bound, and refuse a bomb.
+    check_pdf_streams(content)?;
     // The PDF parser has panicked on damaged files before: a panic is a damaged file here,
     // never a dead worker.
     let parsed = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(content));
@@ -141,6 +147,85 @@ fn pdf(content: &[u8]) -> Result<String, ExtractError> {
         Ok(Err(e)) => Err(ExtractError::Malformed("pdf", e.to_string())),
         Err(_) => Err(ExtractError::Malformed("pdf", "the parser gave up".into())),
     }
+}
+
+/// Inflates every Flate-compressed stream of a PDF, layer by layer (a stream may name the
+/// filter more than once), counting and discarding the output: any layer past
+/// [`MAX_PDF_STREAM_BYTES`] makes the document a bomb. Raw bytes are scanned, not parsed,
+/// so that object streams (which a parser inflates while loading) are measured too.
+fn check_pdf_streams(content: &[u8]) -> Result<(), ExtractError> {
+    let mut from = 0;
+    while let Some(start) = find(content, b"stream", from) {
+        let mut data = start + b"stream".len();
+        from = data;
+        // `endstream` is not a stream's start; the keyword ends its line.
+        if start >= 3 && &content[start - 3..start] == b"end" {
+            continue;
+        }
+        match content.get(data..data + 2) {
+            Some([b'\r', b'\n']) => data += 2,
+            Some([b'\n' | b'\r', _]) => data += 1,
+            _ => continue,
+        }
+        let end = find(content, b"endstream", data).unwrap_or(content.len());
+        let head_start = rfind(&content[..start], b"obj").unwrap_or(0);
+        let head = &content[head_start..start];
+        let layers = count(head, b"/FlateDecode") + count(head, b"/Fl ");
+        let mut layer = content[data..end].to_vec();
+        for n in 1..=layers {
+            // The last layer is only measured, never held.
+            match inflate_bounded(&layer, n < layers)? {
+                Some(inflated) => layer = inflated,
+                // Not Flate after all, or damaged: the parser will say so.
+                None => break,
+            }
+        }
+        from = end;
+    }
+    Ok(())
+}
+
+/// `data` inflated (zlib) when `keep` (to inflate again), or only measured: `None` if it is
+/// not a zlib stream; a Limit error past the bound (or past what memory allows).
+fn inflate_bounded(data: &[u8], keep: bool) -> Result<Option<Vec<u8>>, ExtractError> {
+    let bomb = || {
+        ExtractError::Limit(format!(
+            "a PDF stream inflates past {} MiB",
+            MAX_PDF_STREAM_BYTES >> 20
+        ))
+    };
+    let mut bounded = flate2::read::ZlibDecoder::new(data).take(MAX_PDF_STREAM_BYTES + 1);
+    let mut kept = Vec::new();
+    let inflated = if keep {
+        bounded.read_to_end(&mut kept).map(|n| n as u64)
+    } else {
+        std::io::copy(&mut bounded, &mut std::io::sink())
+    };
+    match inflated {
+        Ok(n) if n > MAX_PDF_STREAM_BYTES => Err(bomb()),
+        Ok(_) => Ok(Some(kept)),
+        Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => Err(bomb()),
+        Err(_) => Ok(None),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+fn count(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 /// The text of a Word document's body: the runs of `word/document.xml`, a paragraph a line.

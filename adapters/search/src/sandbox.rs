@@ -188,6 +188,10 @@ pub fn child_main(args: &[String]) -> ExitCode {
             Err(_) => ExitCode::from(EXIT_USAGE),
         },
         Err(ExtractError::Unsupported) => ExitCode::from(EXIT_UNSUPPORTED),
+        Err(ExtractError::Limit(why)) => {
+            eprintln!("{why}");
+            ExitCode::from(EXIT_LIMIT)
+        }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::from(EXIT_MALFORMED)
@@ -203,13 +207,16 @@ fn limit_self(memory_bytes: u64, cpu_seconds: u64) -> nix::Result<()> {
     setrlimit(Resource::RLIMIT_CPU, cpu_seconds, cpu_seconds)
 }
 
-/// The most memory this process has had resident, in bytes.
+/// The most memory this process image has had resident, in bytes: `VmHWM` of
+/// `/proc/self/status`, which starts afresh at `exec` (`getrusage`'s `ru_maxrss` does not:
+/// it would carry the parent's size into the child).
 fn peak_memory_bytes() -> u64 {
-    use nix::sys::resource::{UsageWho, getrusage};
-    // Linux counts `ru_maxrss` in KiB.
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0, |usage| {
-        u64::try_from(usage.max_rss()).unwrap_or(0) * 1024
-    })
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// The process's stdout as a file of its own, with fd 1 pointed at stderr.
