@@ -1204,7 +1204,17 @@ fn a_decompression_bomb_is_quarantined_and_the_gateway_serves_on() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 201);
-    upload(&gw, "acme-public", &admin, "text/plain", "zephyr brochure");
+    // An ordinary PDF after it: extracted by the same bounded child (`gatehouse
+    // extract-text`), and found by its words.
+    let response = gw
+        .client
+        .put(format!("{}/documents/acme-public/content", gw.base))
+        .bearer_auth(&admin)
+        .header("content-type", "application/pdf")
+        .body(files::pdf("zephyr brochure"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
 
     // The outbox takes jobs in order: once the second is found, the first was dealt with.
     let answer = search_until(&gw, &editor, "q=zephyr", |a| a["total"] == 1);
@@ -1219,8 +1229,8 @@ fn a_decompression_bomb_is_quarantined_and_the_gateway_serves_on() {
         .unwrap();
     let texts = String::from_utf8_lossy(&texts.stdout);
     assert!(
-        texts.contains("acme-plan|quarantined|1|"),
-        "the bomb is quarantined:\n{texts}"
+        texts.contains("acme-plan|quarantined|1|") && texts.contains("acme-public|done|1|"),
+        "the bomb is quarantined, the PDF after it extracted:\n{texts}"
     );
     let (status, _) = gw.get("/documents/acme-plan", &editor);
     assert_eq!(status, 200, "the gateway serves on");

@@ -3,8 +3,8 @@
 //! Parsers inflate what documents compress: a PDF of a few kilobytes can hold gigabytes
 //! of content, and a damaged file can send a parser into a loop. No limit inside the
 //! parsers holds for every format, so extraction runs in a child process that sets its
-//! own address-space and CPU limits before it reads anything, and that the worker kills
-//! at a deadline. Whatever a document does, it can only end its own child: the worker
+//! own memory and CPU limits before it reads anything, and that the worker kills at a
+//! deadline. Whatever a document does, it can only end its own child: the worker
 //! sees [`ExtractError::Limit`] and the rest of the queue goes on.
 //!
 //! The child is a program that calls [`child_main`]: `gatehouse` itself (its hidden
@@ -22,7 +22,8 @@ use crate::extract::{self, ExtractError};
 /// What one extraction may use.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// The child's address space, in bytes (`RLIMIT_AS`).
+    /// The child's memory (its data: heap and private writable mappings), in bytes
+    /// (`RLIMIT_DATA`; the address space is bounded at four times this).
     pub memory_bytes: u64,
     /// The child's CPU time, in seconds (`RLIMIT_CPU`).
     pub cpu_seconds: u64,
@@ -143,7 +144,7 @@ fn kind_name(content_type: &str) -> &'static str {
     extract::Kind::of(content_type).map_or("content", extract::Kind::as_str)
 }
 
-/// The child's side: `args` are the content type, the address-space limit in bytes and
+/// The child's side: `args` are the content type, the memory limit in bytes and
 /// the CPU limit in seconds. Sets the limits, reads the content from stdin, and writes its
 /// text to stdout. Exit codes: 0 text written, 2 usage, 3 malformed (why on stderr),
 /// 4 unsupported type, 5 near its memory limit (see [`MEMORY_TRUSTED_SHARE`]).
@@ -199,13 +200,21 @@ pub fn child_main(args: &[String]) -> ExitCode {
     }
 }
 
-/// Limits this process's address space and CPU time (soft and hard alike: the process
-/// cannot raise them again).
+/// Limits this process's memory and CPU time (soft and hard alike: the process cannot
+/// raise them again). Memory is its data (`RLIMIT_DATA`: heap and private writable
+/// mappings, what parsers allocate); its address space (`RLIMIT_AS`) is bounded too, but
+/// more loosely, because allocators reserve address space they never use (mimalloc's
+/// reservations left a debug build no room to grow its stack under a 1 GiB `RLIMIT_AS`).
 fn limit_self(memory_bytes: u64, cpu_seconds: u64) -> nix::Result<()> {
     use nix::sys::resource::{Resource, setrlimit};
-    setrlimit(Resource::RLIMIT_AS, memory_bytes, memory_bytes)?;
+    setrlimit(Resource::RLIMIT_DATA, memory_bytes, memory_bytes)?;
+    let address_space = memory_bytes.saturating_mul(ADDRESS_SPACE_FACTOR);
+    setrlimit(Resource::RLIMIT_AS, address_space, address_space)?;
     setrlimit(Resource::RLIMIT_CPU, cpu_seconds, cpu_seconds)
 }
+
+/// The address space a child may reserve, as a multiple of its memory limit.
+const ADDRESS_SPACE_FACTOR: u64 = 4;
 
 /// The most memory this process image has had resident, in bytes: `VmHWM` of
 /// `/proc/self/status`, which starts afresh at `exec` (`getrusage`'s `ru_maxrss` does not:
