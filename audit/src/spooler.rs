@@ -238,8 +238,9 @@ impl SpoolFile {
                 .open(&self.path)?;
             state.file = Some(file);
         }
+        // The size is tracked, not asked for: no `fstat` per write.
+        let before = state.bytes;
         let file = state.file.as_mut().expect("opened above");
-        let before = file.metadata()?.len();
         let written = file
             .write_all(text.as_bytes())
             .and_then(|()| file.sync_data());

@@ -34,7 +34,7 @@ use crate::edge::share_links;
 use crate::edge::tenant;
 use crate::edge::trace::TraceContext;
 use crate::metrics;
-use crate::refusal::Refusal;
+use crate::refusal::{AUDIT_UNAVAILABLE, Refusal};
 use crate::runtime::entity_store::Store;
 
 /// The most of a refused request's path an audit record keeps.
@@ -207,7 +207,7 @@ impl ProxyHttp for ProxyWorker {
         if let Some(receipt) = ctx.record_pending.take()
             && durably(receipt).await.is_err()
         {
-            ctx.code = Some(Refusal::audit_unavailable().code);
+            ctx.code = Some(AUDIT_UNAVAILABLE);
             return Err(pingora::Error::explain(
                 pingora::ErrorType::HTTPStatus(503),
                 "the decision's audit record could not be made durable",
@@ -224,7 +224,7 @@ impl ProxyHttp for ProxyWorker {
         e: &pingora::Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let refusal = if ctx.code == Some(Refusal::audit_unavailable().code) {
+        let refusal = if ctx.code == Some(AUDIT_UNAVAILABLE) {
             Some(Refusal::audit_unavailable())
         } else {
             proxy_failure(e)
@@ -310,13 +310,11 @@ impl Gateway {
         if let Some(source) = source.as_deref()
             && self.tenants.refused_too_often(source)
         {
-            let mut refusal = Refusal::new(
-                429,
+            return Err(Refusal::too_many(
                 "too_many_refusals",
                 "too many refused requests from this address",
-            );
-            refusal.retry_after = Some(1);
-            return Err(refusal);
+                1,
+            ));
         }
         let identified = self.identify_caller(session, ctx).await;
         if let (Err(refusal), Some(source)) = (&identified, source.as_deref())
@@ -356,13 +354,7 @@ impl Gateway {
                 if let Some(own) = &principal.tenant
                     && let Admission::RateLimited(seconds) = self.tenants.admit(own)
                 {
-                    let mut refusal = Refusal::new(
-                        429,
-                        "rate_limited",
-                        "too many requests for this tenant's plan",
-                    );
-                    refusal.retry_after = Some(seconds);
-                    return Err(refusal);
+                    return Err(Refusal::rate_limited(seconds));
                 }
                 let origin = Origin {
                     route: bounded(session.req_header().uri.path(), MAX_AUDITED_PATH).to_string(),
@@ -375,9 +367,7 @@ impl Gateway {
                     self.authorizer
                         .audit_refusal(tenant, &principal, e.code(), &origin);
                 }
-                self.authorizer
-                    .records_durable()
-                    .wait()
+                durably(self.authorizer.records_durable())
                     .await
                     .map_err(|_| Refusal::audit_unavailable())?;
                 return Err(refuse(e));
@@ -392,15 +382,7 @@ impl Gateway {
         match admission {
             Admission::Admit => Ok((principal, tenant)),
             Admission::Unknown => Err(Refusal::new(404, "unknown_tenant", "no such tenant")),
-            Admission::RateLimited(seconds) => {
-                let mut refusal = Refusal::new(
-                    429,
-                    "rate_limited",
-                    "too many requests for this tenant's plan",
-                );
-                refusal.retry_after = Some(seconds);
-                Err(refusal)
-            }
+            Admission::RateLimited(seconds) => Err(Refusal::rate_limited(seconds)),
         }
     }
 

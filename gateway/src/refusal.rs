@@ -6,6 +6,9 @@ use gatehouse_core::error::ErrorBody;
 use gatehouse_pdp::Decision;
 use serde_json::Value;
 
+/// The code of [`Refusal::audit_unavailable`].
+pub const AUDIT_UNAVAILABLE: &str = "audit_unavailable";
+
 /// An error answer: its status, stable code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -54,9 +57,26 @@ impl Refusal {
     pub fn audit_unavailable() -> Self {
         Self::new(
             503,
-            "audit_unavailable",
+            AUDIT_UNAVAILABLE,
             "the decision could not be recorded; nothing was done",
         )
+    }
+
+    /// 429: a tenant's plan rate.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        Self::too_many(
+            "rate_limited",
+            "too many requests for this tenant's plan",
+            retry_after,
+        )
+    }
+
+    /// 429 with `code`: try again in `retry_after` seconds.
+    pub fn too_many(code: &'static str, message: &str, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(429, code, message)
+        }
     }
 
     /// The refusal of a denied request: 503 when the decision point could not decide

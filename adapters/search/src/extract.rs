@@ -171,11 +171,12 @@ fn check_pdf_streams(content: &[u8]) -> Result<(), ExtractError> {
         let head_start = rfind(&content[..start], b"obj").unwrap_or(0);
         let head = &content[head_start..start];
         let layers = count(head, b"/FlateDecode") + count(head, b"/Fl ");
-        let mut layer = content[data..end].to_vec();
+        // Only inner layers are held (to inflate again); the last is only measured.
+        let mut held: Option<Vec<u8>> = None;
         for n in 1..=layers {
-            // The last layer is only measured, never held.
-            match inflate_bounded(&layer, n < layers)? {
-                Some(inflated) => layer = inflated,
+            let layer = held.as_deref().unwrap_or(&content[data..end]);
+            match inflate_bounded(layer, n < layers)? {
+                Some(inflated) => held = Some(inflated),
                 // Not Flate after all, or damaged: the parser will say so.
                 None => break,
             }
