@@ -16,10 +16,16 @@
 //! [`SEGMENT_BYTES`], the spooler seals it (a rename) and starts a new one, so that under
 //! a load that never pauses the writer can still remove what it has stored: a sealed
 //! segment once all of it is in the database, the active one when it has caught up.
+//!
+//! The active segment is zeroed ahead of the records, a growing stretch at a time
+//! ([`zeroed_ahead`]), and records overwrite those zeros: a sync then writes data blocks
+//! only. Appending to the file's end instead changes its size with every write, and each
+//! sync must commit the file system's journal too: on ext4 here, 30% more CPU per sync
+//! and a p99 ten times the median. The records end at the first NUL byte (JSON text has
+//! none), and a segment is cut to its records when sealed or reopened.
 
 use std::fs::File;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -173,8 +179,10 @@ struct SpoolState {
     generation: u64,
     /// Complete lines in the active segment.
     lines: usize,
-    /// Its size.
+    /// The size of its records.
     bytes: u64,
+    /// Its size on disk: the records, then zeros.
+    zeroed: u64,
     file: Option<File>,
     /// Sealed segments not yet removed, oldest first.
     sealed: Vec<Segment>,
@@ -194,7 +202,7 @@ impl SpoolFile {
     /// Opens the spool at `path`: the segments an earlier process sealed (in order), then
     /// its active file, whose line a crash left unfinished is ended.
     fn open(path: &Path, segment_bytes: u64) -> std::io::Result<Self> {
-        end_torn_line(path)?;
+        cut_to_records(path)?;
         let sealed = sealed_segments(path)?;
         let generation = sealed.last().map_or(0, |s| s.generation + 1);
         let is_file = std::fs::metadata(path).is_ok_and(|m| m.is_file());
@@ -211,6 +219,7 @@ impl SpoolFile {
                 generation,
                 lines,
                 bytes,
+                zeroed: bytes,
                 file: None,
                 sealed,
             }),
@@ -233,31 +242,42 @@ impl SpoolFile {
             // Records name principals, resources and addresses: the owner's only.
             let file = std::fs::OpenOptions::new()
                 .create(true)
-                .append(true)
+                .write(true)
+                .truncate(false)
                 .mode(0o600)
                 .open(&self.path)?;
+            state.zeroed = file.metadata()?.len();
             state.file = Some(file);
         }
         // The size is tracked, not asked for: no `fstat` per write.
         let before = state.bytes;
+        let end = before + text.len() as u64;
+        let zero_to = zeroed_ahead(before, end, state.zeroed, self.segment_bytes);
+        let zeroed = state.zeroed;
         let file = state.file.as_mut().expect("opened above");
-        let written = file
-            .write_all(text.as_bytes())
+        let written = write_zeros(file, zeroed, zero_to)
+            .and_then(|()| file.write_all_at(text.as_bytes(), before))
             .and_then(|()| file.sync_data());
         if let Err(e) = written {
             // Leave no half a line for the next record to run into.
             let _ = file.set_len(before);
+            state.zeroed = before;
             return Err(e);
         }
+        state.zeroed = zero_to;
         let first_line = state.lines;
         state.lines += records.len();
-        state.bytes = before + text.len() as u64;
+        state.bytes = end;
         Ok((state.generation, first_line))
     }
 
     /// Renames the active segment to its sealed name and starts a new generation.
     fn seal(&self, state: &mut SpoolState) -> std::io::Result<()> {
         let sealed = sealed_path(&self.path, state.generation);
+        if let Some(file) = &state.file {
+            // A sealed segment holds its records only.
+            file.set_len(state.bytes)?;
+        }
         std::fs::rename(&self.path, &sealed)?;
         if let Some(dir) = self.path.parent() {
             // The rename must survive a crash as the records in it do.
@@ -272,6 +292,7 @@ impl SpoolFile {
         state.generation += 1;
         state.lines = 0;
         state.bytes = 0;
+        state.zeroed = 0;
         Ok(())
     }
 
@@ -345,6 +366,7 @@ impl SpoolFile {
             state.file = None;
             state.lines = 0;
             state.bytes = 0;
+            state.zeroed = 0;
             state.generation += 1;
         }
         Ok(true)
@@ -402,9 +424,9 @@ pub(crate) fn sealed_segments(spool: &Path) -> std::io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// Complete, non-empty lines.
+/// Complete, non-empty lines, up to the zeros ahead of the records.
 fn count_lines(bytes: &[u8]) -> usize {
-    bytes
+    records(bytes)
         .split(|b| *b == b'\n')
         .filter(|line| !line.is_empty())
         .count()
@@ -510,22 +532,10 @@ impl SpoolerThread {
         while let Ok(first) = entries.recv() {
             let mut batch = std::mem::take(&mut self.unspooled);
             let mut barriers = Vec::new();
-            let mut stop = false;
-            let mut next = Some(first);
-            while let Some(entry) = next {
-                match entry {
-                    Entry::Record(record) => batch.push(*record),
-                    Entry::Barrier(answer) => barriers.push(answer),
-                    Entry::Stop => {
-                        stop = true;
-                        break;
-                    }
-                }
-                next = if batch.len() < MAX_BATCH {
-                    entries.try_recv().ok()
-                } else {
-                    None
-                };
+            let mut stop = !take(first, &mut batch, &mut barriers);
+            while !stop && batch.len() < MAX_BATCH {
+                let Ok(entry) = entries.try_recv() else { break };
+                stop = !take(entry, &mut batch, &mut barriers);
             }
             self.spool(batch);
             // Every record before a barrier is durable only if nothing is left unspooled.
@@ -584,30 +594,73 @@ impl SpoolerThread {
     }
 }
 
-/// Ends a last line left unfinished by a crash, so that the next record appended does not
-/// run into it (and become unreadable with it).
-fn end_torn_line(path: &Path) -> std::io::Result<()> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let mut file = match std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if file.metadata()?.len() == 0 {
-        return Ok(());
+/// Adds `entry` to the batch or the barriers; false for [`Entry::Stop`].
+fn take(
+    entry: Entry,
+    batch: &mut Vec<AuditRecord>,
+    barriers: &mut Vec<oneshot::Sender<bool>>,
+) -> bool {
+    match entry {
+        Entry::Record(record) => batch.push(*record),
+        Entry::Barrier(answer) => barriers.push(answer),
+        Entry::Stop => return false,
     }
-    let mut last = [0u8];
-    file.seek(SeekFrom::End(-1))?;
-    file.read_exact(&mut last)?;
-    if last[0] != b'\n' {
-        file.write_all(b"\n")?;
-        file.sync_data()?;
+    true
+}
+
+/// How far the active segment must be zeroed before records are written from `start` to
+/// `end`, when it is zeroed up to `zeroed`: unchanged while they fit; otherwise past them
+/// by as much as the segment holds (at least 64 KiB, at most 1 MiB, so that a spool that
+/// is often emptied zeroes little and a busy one seldom), never far past a full segment.
+fn zeroed_ahead(start: u64, end: u64, zeroed: u64, segment_bytes: u64) -> u64 {
+    const MIN_AHEAD: u64 = 64 * 1024;
+    const MAX_AHEAD: u64 = 1024 * 1024;
+    if end <= zeroed {
+        return zeroed;
+    }
+    let ahead = start.clamp(MIN_AHEAD, MAX_AHEAD);
+    (end + ahead).min(end.max(segment_bytes))
+}
+
+/// Writes zeros over `from..to` of `file` (nothing if `to <= from`).
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = usize::try_from(to - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
     }
     Ok(())
+}
+
+/// The records of a segment's bytes: up to the first NUL, where its zeros begin.
+fn records(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    &bytes[..end]
+}
+
+/// Cuts the active segment an earlier process left to its records (the zeros ahead of
+/// them, and whatever a crash left among those, go) and ends a last line left unfinished
+/// by a crash, so that the next record written does not run into it (and become
+/// unreadable with it).
+fn cut_to_records(path: &Path) -> std::io::Result<()> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // Missing, or a device: nothing to cut.
+        return Ok(());
+    }
+    let mut content = std::fs::read(path)?;
+    let length = records(&content).len();
+    if length == content.len() && content.last().is_none_or(|b| *b == b'\n') {
+        return Ok(());
+    }
+    content.truncate(length);
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(length as u64)?;
+    if content.last().is_some_and(|b| *b != b'\n') {
+        file.write_all_at(b"\n", length as u64)?;
+    }
+    file.sync_data()
 }
 
 #[cfg(test)]
@@ -646,5 +699,75 @@ mod tests {
                 .unwrap()
                 .ends_with("audit.spool.0")
         );
+    }
+
+    #[test]
+    fn records_overwrite_zeros_ahead_and_a_segment_is_cut_to_its_records_when_sealed_or_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.spool");
+        let spool = SpoolFile::open(&path, 1024 * 1024).unwrap();
+        let first = record("first");
+        spool.append(std::slice::from_ref(&first)).unwrap();
+        let line = first.canonical() + "\n";
+        let content = std::fs::read(&path).unwrap();
+        assert!(
+            content.len() >= 64 * 1024,
+            "zeroed ahead: {}",
+            content.len()
+        );
+        assert_eq!(&content[..line.len()], line.as_bytes());
+        assert!(content[line.len()..].iter().all(|b| *b == 0));
+        assert_eq!(count_lines(&content), 1);
+
+        // A crash in the middle of a write: half a line, then zeros, then what a torn
+        // page left behind them.
+        let second = record("second");
+        let mut torn = content.clone();
+        torn[line.len()..line.len() + 10].copy_from_slice(&second.canonical().as_bytes()[..10]);
+        torn[line.len() + 100..line.len() + 104].copy_from_slice(b"junk");
+        drop(spool);
+        std::fs::write(&path, &torn).unwrap();
+        let spool = SpoolFile::open(&path, 1024 * 1024).unwrap();
+        let cut = std::fs::read(&path).unwrap();
+        let expected = format!("{line}{}\n", &second.canonical()[..10]);
+        assert_eq!(
+            String::from_utf8(cut).unwrap(),
+            expected,
+            "records, the torn line ended"
+        );
+        assert_eq!(spool.segments()[0].lines, 2);
+
+        // Appending goes on after them, over fresh zeros.
+        let third = record("third");
+        assert_eq!(spool.append(std::slice::from_ref(&third)).unwrap(), (0, 2));
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(
+            records(&content),
+            format!("{expected}{}\n", third.canonical()).as_bytes()
+        );
+
+        // Sealed, a segment holds its records only.
+        let spool = SpoolFile {
+            segment_bytes: 1,
+            ..spool
+        };
+        spool.append(std::slice::from_ref(&first)).unwrap();
+        let sealed = std::fs::read(dir.path().join("audit.spool.0")).unwrap();
+        assert_eq!(sealed, records(&content));
+    }
+
+    #[test]
+    fn zeroing_ahead_grows_with_the_segment_within_bounds() {
+        const MIB: u64 = 1024 * 1024;
+        assert_eq!(zeroed_ahead(0, 500, 4096, 16 * MIB), 4096, "fits");
+        assert_eq!(zeroed_ahead(0, 500, 0, 16 * MIB), 500 + 64 * 1024);
+        assert_eq!(zeroed_ahead(3 * MIB, 3 * MIB + 9, 0, 16 * MIB), 4 * MIB + 9);
+        assert_eq!(zeroed_ahead(MIB / 2, MIB / 2 + 1, 0, 16 * MIB), MIB + 1);
+        assert_eq!(
+            zeroed_ahead(16 * MIB - 10, 16 * MIB + 5, 0, 16 * MIB),
+            16 * MIB + 5,
+            "not past a full segment"
+        );
+        assert_eq!(zeroed_ahead(0, 10, 0, 1), 10);
     }
 }

@@ -309,11 +309,18 @@ fn read_window(
         return Ok(());
     };
     let mut lines = 0;
-    for line in std::io::BufReader::new(file).lines() {
-        if limit.is_some_and(|limit| lines >= limit) {
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = String::new();
+    while limit.is_none_or(|limit| lines < limit) {
+        line.clear();
+        if reader.read_line(&mut line).map_err(spool_error)? == 0 {
             break;
         }
-        let line = line.map_err(spool_error)?;
+        if line.starts_with('\0') {
+            // The zeros ahead of the records: the segment's end.
+            break;
+        }
+        let line = line.trim_end_matches('\n');
         if line.is_empty() {
             continue;
         }
@@ -322,7 +329,7 @@ fn read_window(
         if number < backlog.written || backlog.window.len() >= max {
             continue;
         }
-        match serde_json::from_str(&line) {
+        match serde_json::from_str(line) {
             Ok(record) => backlog.hold(number, record),
             Err(e) => {
                 tracing::error!(target: "gatehouse::audit", error = %e, line, "an unreadable audit spool line is passed over");

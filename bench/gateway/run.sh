@@ -170,7 +170,7 @@ for run in $(seq "$REPEAT"); do
     done
   done
 done
-audited=$(grep -c . "$WORK/audit.spool" 2>/dev/null || true)
+audited=$( (tr -d '\0' < "$WORK/audit.spool" | grep -c .) 2>/dev/null || true) # the records, not the zeros ahead of them
 
 python3 - "$WORK" "$(getconf CLK_TCK)" <<'PY'
 import glob, json, os, statistics, sys

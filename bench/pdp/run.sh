@@ -82,7 +82,7 @@ sleep 3
 rows+=("$(run authzen-evaluation evaluation "$RATE" 1)")
 sleep 3
 rows+=("$(run authorize-batch-100 batch $((RATE / 100)) 100)")
-spooled=$(grep -c . "$WORK/audit.spool" 2>/dev/null || true)
+spooled=$( (tr -d '\0' < "$WORK/audit.spool" | grep -c .) 2>/dev/null || true) # the records, not the zeros ahead of them
 
 python3 - "${rows[@]}" <<'PY'
 import json, sys
