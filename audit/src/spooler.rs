@@ -202,16 +202,10 @@ impl SpoolFile {
     /// Opens the spool at `path`: the segments an earlier process sealed (in order), then
     /// its active file, whose line a crash left unfinished is ended.
     fn open(path: &Path, segment_bytes: u64) -> std::io::Result<Self> {
-        cut_to_records(path)?;
+        let active = cut_to_records(path)?;
+        let (lines, bytes) = (count_lines(&active), active.len() as u64);
         let sealed = sealed_segments(path)?;
         let generation = sealed.last().map_or(0, |s| s.generation + 1);
-        let is_file = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        let (lines, bytes) = if is_file {
-            let content = std::fs::read(path)?;
-            (count_lines(&content), content.len() as u64)
-        } else {
-            (0, 0)
-        };
         Ok(Self {
             path: path.to_path_buf(),
             segment_bytes,
@@ -643,24 +637,26 @@ fn records(bytes: &[u8]) -> &[u8] {
 /// Cuts the active segment an earlier process left to its records (the zeros ahead of
 /// them, and whatever a crash left among those, go) and ends a last line left unfinished
 /// by a crash, so that the next record written does not run into it (and become
-/// unreadable with it).
-fn cut_to_records(path: &Path) -> std::io::Result<()> {
+/// unreadable with it). Returns what the segment then holds.
+fn cut_to_records(path: &Path) -> std::io::Result<Vec<u8>> {
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         // Missing, or a device: nothing to cut.
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut content = std::fs::read(path)?;
     let length = records(&content).len();
     if length == content.len() && content.last().is_none_or(|b| *b == b'\n') {
-        return Ok(());
+        return Ok(content);
     }
     content.truncate(length);
     let file = std::fs::OpenOptions::new().write(true).open(path)?;
     file.set_len(length as u64)?;
     if content.last().is_some_and(|b| *b != b'\n') {
         file.write_all_at(b"\n", length as u64)?;
+        content.push(b'\n');
     }
-    file.sync_data()
+    file.sync_data()?;
+    Ok(content)
 }
 
 #[cfg(test)]
